@@ -1,0 +1,23 @@
+//! The c19 agent binary, as a library so that other binaries (and the test suite) can
+//! run the same command line.
+//!
+//! Each layer crate is linked only when its cargo feature is on. A crate that is a
+//! dependency but never named is not linked, and its typetag registrations would vanish,
+//! hence the `use ... as _` lines below.
+
+#[cfg(feature = "agent-http")]
+use c19_agent_http as _;
+#[cfg(feature = "connection-default")]
+use c19_connection_default as _;
+#[cfg(feature = "data-seeder-file")]
+use c19_data_seeder_file as _;
+#[cfg(feature = "peer-provider-k8s")]
+use c19_peer_provider_k8s as _;
+#[cfg(feature = "peer-provider-static")]
+use c19_peer_provider_static as _;
+#[cfg(feature = "state-default")]
+use c19_state_default as _;
+
+mod cli;
+
+pub use cli::{Cli, LogFormat, main};

@@ -1,0 +1,17 @@
+//! The agent layer: serves the local application.
+
+use std::fmt::Debug;
+
+use futures::future::BoxFuture;
+
+use crate::{error::LayerError, shutdown::Shutdown, state::SafeState};
+
+/// The Agent trait.
+///
+/// An agent exposes the state to the application next to it (the default one over HTTP).
+#[typetag::serde(tag = "kind")]
+pub trait Agent: Debug + Send + Sync {
+    /// Serves until `shutdown` is cancelled, then finishes in-flight requests and returns
+    /// `Ok(())`. Returns an error if it cannot serve (for example, its port is taken).
+    fn start(&self, state: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>>;
+}

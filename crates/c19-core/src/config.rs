@@ -1,0 +1,255 @@
+//! The agent's configuration: a YAML file plus environment overrides.
+//!
+//! ```yaml
+//! version: 0.1
+//! spec:
+//!   agent: { kind: Default, port: 3097 }
+//!   state: { kind: Default, ttl: null, purge_interval: 60000 }
+//!   connection:
+//!     kind: Default
+//!     port: 4097
+//!     peer_provider: { kind: Static, peers: [127.0.0.1] }
+//! ```
+//!
+//! Each layer object is chosen by its `kind`; a missing layer means `kind: Default`.
+//!
+//! # Environment overrides
+//!
+//! A variable `C19_SPEC__<PATH>` overrides the field at `spec.<path>`: the path is
+//! lower-cased and `__` separates its parts, so `C19_SPEC__AGENT__PORT=4000` sets
+//! `spec.agent.port`, and `C19_SPEC__CONNECTION__PEER_PROVIDER__PEERS=10.0.0.1,10.0.0.2`
+//! sets the static peer list (lists are comma-separated). Values that look like numbers
+//! or booleans are read as such. Only variables starting with `C19_SPEC__` are read, so
+//! the `C19_SERVICE_HOST`-style variables Kubernetes injects for a Service named `c19`
+//! are ignored.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Agent, Connection, State, registry};
+
+/// The prefix of environment overrides.
+pub const ENV_PREFIX: &str = "C19_SPEC__";
+
+/// Fields that environment overrides may set as comma-separated lists.
+const ENV_LIST_FIELDS: &[&str] = &["spec.connection.peer_provider.peers"];
+
+/// The whole configuration file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The configuration format version; 0.1 files say `version: 0.1`. Informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<SchemaVersion>,
+    /// The layers of the agent.
+    pub spec: Spec,
+}
+
+/// The configuration version as written: a number (`0.1`) or a string (`"0.2"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SchemaVersion {
+    /// Written as a number.
+    Number(serde_json::Number),
+    /// Written as a string.
+    Text(String),
+}
+
+/// The layers of an agent, each selected by `kind`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Serves the local application.
+    pub agent: Box<dyn Agent>,
+    /// Holds and merges the data.
+    pub state: Box<dyn State>,
+    /// Exchanges the state with peers.
+    pub connection: Box<dyn Connection>,
+}
+
+/// A configuration that cannot be used. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or an environment override is malformed.
+    #[error("config file `{path}`: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// A field is missing, unknown, or not of the expected type.
+    #[error("config file `{path}`: field `{field}`: {message}{origin}")]
+    Field {
+        /// The file.
+        path: String,
+        /// The field, as a path from the top (`spec.agent.port`).
+        field: String,
+        /// What is wrong and what was expected.
+        message: String,
+        /// Where the value came from, when not the file.
+        origin: String,
+    },
+    /// A layer names a kind that this binary does not have.
+    #[error(
+        "config file `{path}`: field `{field}`: unknown {layer} kind `{kind}`; this binary has: {known}"
+    )]
+    UnknownKind {
+        /// The file.
+        path: String,
+        /// The `kind` field, as a path from the top.
+        field: String,
+        /// The layer (`agent`, `state`, `connection`, `peer_provider`, `data_seeder`).
+        layer: String,
+        /// The kind asked for.
+        kind: String,
+        /// The kinds registered for this layer, comma-separated.
+        known: String,
+    },
+}
+
+impl Config {
+    /// Loads `path` with overrides from the process environment.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Loads `path` with overrides from the given environment variables.
+    pub fn load_with_env(
+        path: impl AsRef<Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Self::from_yaml_with_env(&name, &text, env)
+    }
+
+    /// Parses YAML text (named `name` in errors) without environment overrides.
+    pub fn from_yaml(name: &str, yaml: &str) -> Result<Self, ConfigError> {
+        Self::from_yaml_with_env(name, yaml, std::iter::empty())
+    }
+
+    /// Parses YAML text (named `name` in errors) with the given environment overrides.
+    pub fn from_yaml_with_env(
+        name: &str,
+        yaml: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+            .collect();
+        let mut environment = config::Environment::with_prefix("C19")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .source(Some(overrides.clone()));
+        for field in ENV_LIST_FIELDS {
+            environment = environment.with_list_parse_key(field);
+        }
+        let syntax = |error: config::ConfigError| ConfigError::Syntax {
+            path: name.to_owned(),
+            message: error.to_string(),
+        };
+        let mut tree: Value = config::Config::builder()
+            .add_source(config::File::from_str(yaml, config::FileFormat::Yaml))
+            .add_source(environment)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(syntax)?;
+        if tree.is_null() {
+            // An empty file: every layer at its default.
+            tree = Value::Object(Default::default());
+        }
+        fill_default_layers(&mut tree);
+        serde_path_to_error::deserialize(tree)
+            .map_err(|error| field_error(name, &overrides, error))
+    }
+
+    /// The configuration as pretty JSON (which is also valid YAML), defaults included.
+    pub fn to_pretty_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|error| format!("<{error}>"))
+    }
+}
+
+/// A missing `spec` or missing layer means that layer's `Default` kind.
+fn fill_default_layers(tree: &mut Value) {
+    let Some(top) = tree.as_object_mut() else {
+        return;
+    };
+    let spec = top
+        .entry("spec")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(spec) = spec.as_object_mut() {
+        for layer in ["agent", "state", "connection"] {
+            spec.entry(layer)
+                .or_insert_with(|| serde_json::json!({ "kind": "Default" }));
+        }
+    }
+}
+
+/// Turns a deserialization error into a [`ConfigError`] that names the field.
+fn field_error(
+    name: &str,
+    overrides: &config::Map<String, String>,
+    error: serde_path_to_error::Error<serde_json::Error>,
+) -> ConfigError {
+    let field = error.path().to_string();
+    let message = error.inner().to_string();
+    // serde_json appends " at line 0 column 0" for errors from a `Value`.
+    let message = message
+        .strip_suffix(" at line 0 column 0")
+        .unwrap_or(&message)
+        .to_owned();
+    if let Some(kind) = unknown_kind(&message) {
+        let mut parts: Vec<&str> = field.split('.').collect();
+        if parts.last() == Some(&"kind") {
+            parts.pop();
+        }
+        let layer = parts.last().copied().unwrap_or_default().to_owned();
+        let known = registry::kinds()
+            .of(&layer)
+            .map(registry::list)
+            .unwrap_or_else(|| "(none)".to_owned());
+        return ConfigError::UnknownKind {
+            path: name.to_owned(),
+            field,
+            layer,
+            kind,
+            known,
+        };
+    }
+    let variable = format!("C19_{}", field.to_ascii_uppercase().replace('.', "__"));
+    let origin = match overrides.get(&variable) {
+        Some(value) => format!(" (from environment variable {variable}={value})"),
+        None => String::new(),
+    };
+    ConfigError::Field {
+        path: name.to_owned(),
+        field,
+        message,
+        origin,
+    }
+}
+
+/// The kind named in serde's "unknown variant `X`, expected ..." message.
+fn unknown_kind(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown variant `")?;
+    Some(rest.split_once('`')?.0.to_owned())
+}

@@ -1,0 +1,18 @@
+//! The connection layer: exchanges the state with peers.
+
+use std::fmt::Debug;
+
+use futures::future::BoxFuture;
+
+use crate::{error::LayerError, shutdown::Shutdown, state::SafeState};
+
+/// The Connection trait.
+///
+/// A connection decides how, when and with whom the state is exchanged; it usually asks
+/// a [`crate::PeerProvider`] for the peers.
+#[typetag::serde(tag = "kind")]
+pub trait Connection: Debug + Send + Sync {
+    /// Exchanges the state until `shutdown` is cancelled, then returns `Ok(())`. Returns
+    /// an error if it cannot run (for example, its port is taken).
+    fn start(&self, state: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>>;
+}

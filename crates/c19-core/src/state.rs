@@ -1,0 +1,142 @@
+//! The state layer: holds the shared data and merges what peers send.
+//!
+//! The agent and connection layers never look inside the data: they hand the state bytes
+//! they received ([`StateValue`]) and pass on the bytes it returns ([`Bytes`]). The format
+//! of those bytes is the state implementation's business.
+
+use std::{fmt::Debug, sync::Arc};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::{seeder::SeedError, shutdown::Shutdown};
+
+/// A state shared by the layers of one agent.
+pub type SafeState = Arc<dyn State>;
+
+/// Anything that can be viewed as bytes in the state's own format.
+///
+/// Layers pass values, keys and whole maps to the state through this trait, so they stay
+/// ignorant of the format the state uses.
+pub trait StateValue: Send + Sync {
+    /// The bytes of this value.
+    fn as_bytes(&self) -> &[u8];
+}
+
+impl StateValue for [u8] {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl StateValue for Vec<u8> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl StateValue for Bytes {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl StateValue for str {
+    fn as_bytes(&self) -> &[u8] {
+        str::as_bytes(self)
+    }
+}
+
+impl StateValue for String {
+    fn as_bytes(&self) -> &[u8] {
+        String::as_bytes(self)
+    }
+}
+
+impl<T: StateValue + ?Sized> StateValue for &T {
+    fn as_bytes(&self) -> &[u8] {
+        (**self).as_bytes()
+    }
+}
+
+/// Why the state refused an operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The input is not in the state's format. The message names the problem and, where
+    /// there is one, the offending key; nothing of the input was applied.
+    #[error("{0}")]
+    Invalid(String),
+    /// The state does not implement this operation.
+    #[error("this state does not support {0}")]
+    Unsupported(&'static str),
+    /// The data seeder could not load the initial data.
+    #[error("data seeder: {0}")]
+    Seed(#[from] SeedError),
+}
+
+/// What a [`State::set`] did with a batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Entries that changed the state.
+    pub applied: usize,
+    /// Entries that lost to what the state already held (older, or equal).
+    pub ignored: usize,
+}
+
+/// The changes made to a state after a point in its history; see [`State::diff`].
+#[derive(Debug, Clone, Default)]
+pub struct Diff {
+    /// The changed entries, in the same format [`State::set`] accepts.
+    pub changes: Bytes,
+    /// How many entries `changes` holds.
+    pub count: usize,
+    /// The point to ask from next time.
+    pub next: u64,
+    /// `false` when the diff was cut short by the size limit: ask again from `next`.
+    pub complete: bool,
+}
+
+/// The State trait.
+///
+/// A state is first deserialized from configuration (selected by `kind:`), then
+/// [`State::init`] returns the live, shareable instance that the agent and connection
+/// layers use.
+#[typetag::serde(tag = "kind")]
+pub trait State: Debug + Send + Sync {
+    /// Initialises the state: loads the data seeder, starts background work (expiry,
+    /// garbage collection) that stops with `shutdown`, and returns the live state.
+    fn init(&self, shutdown: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>>;
+
+    /// A version of the current data. Two states report the same version exactly when
+    /// they hold the same data, so a connection layer can skip exchanges between equals.
+    fn version(&self) -> String;
+
+    /// Merges a batch of entries (a local write or data from a peer).
+    ///
+    /// The batch is validated before anything is applied: on error nothing changed.
+    fn set(&self, value: &dyn StateValue) -> Result<Applied, StateError>;
+
+    /// The value stored under `key`, if any and not expired.
+    fn get(&self, key: &dyn StateValue) -> Option<Bytes>;
+
+    /// The value stored under `key`, or `default`.
+    fn get_or(&self, key: &dyn StateValue, default: Bytes) -> Bytes {
+        self.get(key).unwrap_or(default)
+    }
+
+    /// Deletes `key`. A delete is a write: it must win over older values everywhere.
+    /// Returns whether a live value was deleted.
+    fn delete(&self, key: &dyn StateValue) -> Result<bool, StateError>;
+
+    /// The changes made after point `since` of this state's history (0 means from the
+    /// start), at most about `max_bytes` of them.
+    ///
+    /// Points are local to one state and only ever grow; [`State::head`] is the newest.
+    fn diff(&self, since: u64, max_bytes: usize) -> Result<Diff, StateError>;
+
+    /// The newest point of this state's history, to pass to [`State::diff`].
+    fn head(&self) -> u64;
+
+    /// The whole state, in the format [`State::set`] accepts.
+    fn get_root(&self) -> Bytes;
+}

@@ -1,0 +1,418 @@
+//! Agents as child processes, and polling helpers.
+
+use std::{
+    fs,
+    future::Future,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicU16, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// A shared HTTP client for tests (keep-alive, short timeouts).
+pub fn http() -> reqwest::Client {
+    static CLIENT: Mutex<Option<reqwest::Client>> = Mutex::new(None);
+    let mut client = CLIENT.lock().unwrap();
+    client
+        .get_or_insert_with(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .no_proxy()
+                .build()
+                .unwrap()
+        })
+        .clone()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+///
+/// Ports are handed out from a per-process counter starting at a random offset and
+/// probed by binding, so concurrent tests in one process never get the same port.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 20_000) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        if port >= 60_000 {
+            NEXT.store(20_000, Ordering::SeqCst);
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true or `deadline` has passed.
+/// Returns whether it succeeded.
+pub async fn wait_until<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One agent process.
+#[derive(Debug)]
+pub struct Node {
+    /// A name for logs (`node-0`).
+    pub name: String,
+    /// The agent (application) port.
+    pub agent_port: u16,
+    /// The peer (connection) port.
+    pub peer_port: u16,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// Where stderr goes.
+    pub log: PathBuf,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// A node that will run `binary` with `config`; nothing starts yet.
+    pub fn new(binary: &Path, name: &str, dir: &Path, agent_port: u16, peer_port: u16) -> Self {
+        Self {
+            name: name.to_owned(),
+            agent_port,
+            peer_port,
+            config: dir.join(format!("{name}.yml")),
+            log: dir.join(format!("{name}.log")),
+            binary: binary.to_owned(),
+            env: Vec::new(),
+            child: None,
+        }
+    }
+
+    /// Sets an environment variable for the process (from the next start on).
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The agent URL for `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.agent_port)
+    }
+
+    /// The peer-port URL for `path` (which starts with `/`).
+    pub fn peer_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.peer_port)
+    }
+
+    /// Starts the process (appending to its log) without waiting for it.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is already running", self.name);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", std::env::var("C19_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        self.child = Some(command.spawn().unwrap());
+    }
+
+    /// Starts the process and waits until both of its ports answer HTTP.
+    pub async fn start(&mut self) {
+        self.spawn();
+        let ready = wait_until(Duration::from_secs(20), || self.is_ready()).await;
+        assert!(ready, "{} did not become ready; log:\n{}", self.name, self.logs());
+    }
+
+    /// Whether the agent and peer ports both answer.
+    pub async fn is_ready(&self) -> bool {
+        let agent = http().get(self.url("/.c19-probe")).send().await.is_ok();
+        agent && http().get(self.peer_url("/")).send().await.is_ok()
+    }
+
+    /// Whether the process is running (not exited).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The process id, when running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -{signal} {pid} failed");
+        }
+    }
+
+    /// Waits up to `deadline` for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let end = Instant::now() + deadline;
+        while Instant::now() < end {
+            if let Some(child) = &mut self.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    return status.code();
+                }
+            } else {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// Pauses the process (SIGSTOP): its sockets stay open but nothing answers.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Resumes a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// What the process logged so far.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET /<key>` on the agent: the stored JSON, or `None` on 404.
+    pub async fn get(&self, key: &str) -> Option<serde_json::Value> {
+        let response = http().get(self.url(&format!("/{key}"))).send().await.ok()?;
+        if response.status() != 200 {
+            return None;
+        }
+        response.json().await.ok()
+    }
+
+    /// `GET /<key>` on the agent: just the `value` field.
+    pub async fn value(&self, key: &str) -> Option<serde_json::Value> {
+        self.get(key).await.map(|entry| entry["value"].clone())
+    }
+
+    /// `PUT /` on the agent with `body`; returns the status code.
+    pub async fn put(&self, body: serde_json::Value) -> u16 {
+        http()
+            .put(self.url("/"))
+            .json(&body)
+            .send()
+            .await
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0)
+    }
+
+    /// Sets `key` to `value` on the agent and asserts it was acknowledged.
+    pub async fn set(&self, key: &str, value: serde_json::Value) {
+        let status = self.put(serde_json::json!({ key: { "value": value } })).await;
+        assert_eq!(status, 204, "PUT {key} on {} failed", self.name);
+    }
+
+    /// `DELETE /<key>` on the agent; returns the status code.
+    pub async fn delete(&self, key: &str) -> u16 {
+        http()
+            .delete(self.url(&format!("/{key}")))
+            .send()
+            .await
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A paused process cannot die until resumed.
+        self.resume();
+        self.kill();
+    }
+}
+
+/// Builds a cluster of agents with static peers on 127.0.0.1.
+#[derive(Debug, Clone)]
+pub struct ClusterBuilder {
+    binary: PathBuf,
+    nodes: usize,
+    push_ms: u64,
+    pull_ms: u64,
+    r0: usize,
+    state: String,
+    connection: String,
+}
+
+impl ClusterBuilder {
+    /// `nodes` agents running `binary`, pushing every 100 ms and pulling every second.
+    pub fn new(binary: impl Into<PathBuf>, nodes: usize) -> Self {
+        Self {
+            binary: binary.into(),
+            nodes,
+            push_ms: 100,
+            pull_ms: 1000,
+            r0: 3,
+            state: String::new(),
+            connection: String::new(),
+        }
+    }
+
+    /// The push interval in milliseconds.
+    pub fn push_ms(mut self, ms: u64) -> Self {
+        self.push_ms = ms;
+        self
+    }
+
+    /// The pull interval in milliseconds.
+    pub fn pull_ms(mut self, ms: u64) -> Self {
+        self.pull_ms = ms;
+        self
+    }
+
+    /// Peers sampled per round.
+    pub fn r0(mut self, r0: usize) -> Self {
+        self.r0 = r0;
+        self
+    }
+
+    /// Extra YAML lines for the state section (indented by the builder).
+    pub fn state_yaml(mut self, yaml: &str) -> Self {
+        self.state = yaml.to_owned();
+        self
+    }
+
+    /// Extra YAML lines for the connection section (indented by the builder).
+    pub fn connection_yaml(mut self, yaml: &str) -> Self {
+        self.connection = yaml.to_owned();
+        self
+    }
+
+    /// Writes the configurations without starting anything.
+    pub fn build(self) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("c19-cluster-").tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..self.nodes).map(|_| (free_port(), free_port())).collect();
+        let peers: Vec<String> = ports
+            .iter()
+            .map(|(_, peer)| format!("\"127.0.0.1:{peer}\""))
+            .collect();
+        let indent = |yaml: &str| -> String {
+            yaml.lines().map(|line| format!("    {line}\n")).collect()
+        };
+        let nodes = ports
+            .iter()
+            .enumerate()
+            .map(|(i, &(agent_port, peer_port))| {
+                let node = Node::new(&self.binary, &format!("node-{i}"), dir.path(), agent_port, peer_port);
+                let config = format!(
+                    "version: 0.1\nspec:\n  agent:\n    kind: Default\n    port: {agent_port}\n  state:\n    kind: Default\n{state}  connection:\n    kind: Default\n    port: {peer_port}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n{connection}    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
+                    state = indent(&self.state),
+                    connection = indent(&self.connection),
+                    push = self.push_ms,
+                    pull = self.pull_ms,
+                    r0 = self.r0,
+                    peers = peers.join(", "),
+                );
+                fs::write(&node.config, config).unwrap();
+                node
+            })
+            .collect();
+        Cluster { nodes, dir }
+    }
+
+    /// Writes the configurations and starts every node, waiting until all are ready.
+    pub async fn start(self) -> Cluster {
+        let mut cluster = self.build();
+        for node in &mut cluster.nodes {
+            node.spawn();
+        }
+        for node in &cluster.nodes {
+            let ready = wait_until(Duration::from_secs(30), || node.is_ready()).await;
+            assert!(ready, "{} did not become ready; log:\n{}", node.name, node.logs());
+        }
+        cluster
+    }
+}
+
+/// Agents started by a [`ClusterBuilder`]; all are killed when it drops.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The agents.
+    pub nodes: Vec<Node>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// The folder holding configurations and logs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Waits until every running node returns `expected` as the `value` of `key`
+    /// (`None`: until every node answers 404). Returns whether that happened in time.
+    pub async fn converged(
+        &self,
+        key: &str,
+        expected: Option<serde_json::Value>,
+        deadline: Duration,
+    ) -> bool {
+        wait_until(deadline, || async {
+            for node in &self.nodes {
+                if node.child.is_none() {
+                    continue;
+                }
+                if node.value(key).await != expected {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("==== {}\n{}", node.name, node.logs()))
+            .collect()
+    }
+}

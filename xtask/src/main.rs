@@ -1,0 +1,2 @@
+//! Repository tasks. Run `cargo xtask help`.
+fn main() {}
