@@ -343,7 +343,7 @@ impl ClusterBuilder {
             .map(|(i, &(agent_port, peer_port))| {
                 let node = Node::new(&self.binary, &format!("node-{i}"), dir.path(), agent_port, peer_port);
                 let config = format!(
-                    "version: 0.1\nspec:\n  agent:\n    kind: Default\n    port: {agent_port}\n  state:\n    kind: Default\n{state}  connection:\n    kind: Default\n    port: {peer_port}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n{connection}    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
+                    "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {agent_port}\n  state:\n    kind: Default\n{state}  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {peer_port}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n{connection}    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
                     state = indent(&self.state),
                     connection = indent(&self.connection),
                     push = self.push_ms,
