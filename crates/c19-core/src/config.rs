@@ -178,8 +178,7 @@ impl Config {
             tree = Value::Object(Default::default());
         }
         fill_default_layers(&mut tree);
-        serde_path_to_error::deserialize(tree)
-            .map_err(|error| field_error(name, &overrides, error))
+        serde_path_to_error::deserialize(tree).map_err(|error| field_error(name, &overrides, error))
     }
 
     /// The configuration as pretty JSON (which is also valid YAML), defaults included.

@@ -53,7 +53,10 @@ pub struct Peer {
 impl Peer {
     /// A peer at an IP address.
     pub fn ip(ip: IpAddr, port: Option<u16>) -> Self {
-        Self { host: Host::Ip(ip), port }
+        Self {
+            host: Host::Ip(ip),
+            port,
+        }
     }
 
     /// The `host:port` authority to dial, with `default_port` when the peer has none;
@@ -100,7 +103,9 @@ impl FromStr for Peer {
             let (ip, after) = rest
                 .split_once(']')
                 .ok_or_else(|| invalid("`[` without a closing `]`"))?;
-            let ip: Ipv6Addr = ip.parse().map_err(|_| invalid("not an IPv6 address in brackets"))?;
+            let ip: Ipv6Addr = ip
+                .parse()
+                .map_err(|_| invalid("not an IPv6 address in brackets"))?;
             let port = match after {
                 "" => None,
                 after => Some(
@@ -193,14 +198,25 @@ mod tests {
         let named = parse("c19-0.c19.svc:4097").unwrap();
         assert_eq!(named.host, Host::Name("c19-0.c19.svc".into()));
         assert_eq!(named.authority(1), "c19-0.c19.svc:4097");
-        assert_eq!(parse("localhost").unwrap().authority(4097), "localhost:4097");
+        assert_eq!(
+            parse("localhost").unwrap().authority(4097),
+            "localhost:4097"
+        );
     }
 
     #[test]
     fn refuses_malformed_entries_naming_them() {
         for bad in [
-            "", "1.2.3.4:", "1.2.3.4:0", "1.2.3.4:99999", "1.2.3", "[::1", "[zz]:1", "a b",
-            "host:port", "-bad.example",
+            "",
+            "1.2.3.4:",
+            "1.2.3.4:0",
+            "1.2.3.4:99999",
+            "1.2.3",
+            "[::1",
+            "[zz]:1",
+            "a b",
+            "host:port",
+            "-bad.example",
         ] {
             let error = parse(bad).expect_err(bad).to_string();
             assert!(error.contains(&format!("`{}`", bad)), "{error}");

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, value::MapDeserializer};
 use serde::Serialize;
+use serde::de::{self, DeserializeOwned, value::MapDeserializer};
 
 use crate::{Agent, Connection, DataSeeder, PeerProvider, State};
 
