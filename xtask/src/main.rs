@@ -1,2 +1,42 @@
-//! Repository tasks. Run `cargo xtask help`.
-fn main() {}
+//! Repository tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
+//!
+//! - `ci`: everything CI checks (formatting, lints, tests, feature builds, packaging).
+//! - `cluster`: a local cluster of agents for trying things out.
+//!
+//! It has few dependencies on purpose: it must build fast on a fresh machine.
+
+use std::process::ExitCode;
+
+mod ci;
+mod cluster;
+mod util;
+
+const HELP: &str = "\
+cargo xtask <task>
+
+tasks:
+  ci                                   formatting, clippy, tests, feature builds, packaging
+  cluster --nodes N [--push MS] [--pull MS] [--r0 N]
+                                       run N agents on 127.0.0.1 until Ctrl-C
+  help                                 this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&args[1..]),
+        Some("cluster") => cluster::run(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

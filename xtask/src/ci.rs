@@ -1,0 +1,114 @@
+//! `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+
+use std::path::Path;
+
+use crate::util::{cargo, output, root, run as step};
+
+/// The crates published to crates.io. They are packaged in one `cargo package` call,
+/// so each is verified against the others as a local registry (none is published yet).
+pub const PUBLISHED: &[&str] = &[
+    "c19-core",
+    "c19-state-default",
+    "c19-connection-default",
+    "c19-agent-http",
+    "c19-peer-provider-static",
+    "c19-peer-provider-k8s",
+    "c19-data-seeder-file",
+    "c19-bin",
+];
+
+/// A `c19-bin` feature set and the kinds its binary must list per layer.
+struct FeatureSet {
+    features: &'static str,
+    kinds: &'static [(&'static str, &'static str)],
+}
+
+/// Builds checked besides the default one: none, each layer alone, and the usual laptop set.
+const FEATURE_SETS: &[FeatureSet] = &[
+    FeatureSet { features: "", kinds: &[] },
+    FeatureSet { features: "state-default", kinds: &[("state", "Default")] },
+    FeatureSet { features: "agent-http", kinds: &[("agent", "Default")] },
+    FeatureSet { features: "connection-default", kinds: &[("connection", "Default")] },
+    FeatureSet { features: "peer-provider-static", kinds: &[("peer_provider", "Static")] },
+    FeatureSet { features: "peer-provider-k8s", kinds: &[("peer_provider", "K8s")] },
+    FeatureSet { features: "data-seeder-file", kinds: &[("data_seeder", "File")] },
+    FeatureSet {
+        features: "state-default,agent-http,connection-default,peer-provider-static,data-seeder-file",
+        kinds: &[
+            ("state", "Default"),
+            ("agent", "Default"),
+            ("connection", "Default"),
+            ("peer_provider", "Static"),
+            ("data_seeder", "File"),
+        ],
+    },
+];
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    if let Some(unknown) = args.first() {
+        return Err(format!("ci takes no arguments (got `{unknown}`)"));
+    }
+    step("formatting", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step(
+        "clippy",
+        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+    )?;
+    step("tests", cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    for set in FEATURE_SETS {
+        feature_build(set)?;
+    }
+    let mut package = cargo();
+    package.args(["package", "--allow-dirty"]);
+    for krate in PUBLISHED {
+        package.args(["-p", krate]);
+    }
+    step("packaging", &mut package)?;
+    eprintln!("\nxtask ci: all checks passed");
+    Ok(())
+}
+
+/// Builds `c19` with only `set`'s features and checks that `c19 --kinds` lists exactly
+/// the layers those features link (a linked-but-unnamed crate would list nothing).
+fn feature_build(set: &FeatureSet) -> Result<(), String> {
+    let label = if set.features.is_empty() { "no layers" } else { set.features };
+    step(
+        &format!("build c19 with {label}"),
+        cargo().args([
+            "build",
+            "-p",
+            "c19-bin",
+            "--no-default-features",
+            "--features",
+            set.features,
+        ]),
+    )?;
+    let binary = target_dir().join("debug").join("c19");
+    let listing = output("c19 --kinds", std::process::Command::new(&binary).arg("--kinds"))?;
+    for line in listing.lines() {
+        let Some((layer, kinds)) = line.split_once(": ") else {
+            continue;
+        };
+        let mut expected: Vec<&str> = set
+            .kinds
+            .iter()
+            .filter(|(l, _)| *l == layer)
+            .map(|(_, kind)| *kind)
+            .collect();
+        expected.sort_unstable();
+        let expected = if expected.is_empty() { "(none)".to_owned() } else { expected.join(", ") };
+        if kinds != expected {
+            return Err(format!(
+                "c19 built with [{label}] lists {layer} kinds `{kinds}`, expected `{expected}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn target_dir() -> std::path::PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => dir.into(),
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}

@@ -1,0 +1,146 @@
+//! Repository rules, checked by an ordinary test so `cargo test` keeps them.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// Every `.rs` file below `dir`, skipping build outputs.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn crate_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    dirs.push(root().join("c19-bin"));
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn the_top_level_holds_only_the_agreed_entries() {
+    let allowed = [
+        "Cargo.toml", "Cargo.lock", "crates", "c19-bin", "configs", "tests", "xtask", "README.md",
+        "LICENSE-MIT", "LICENSE-APACHE", "clippy.toml", "rustfmt.toml", "target",
+    ];
+    for entry in fs::read_dir(root()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let tolerated = name.starts_with('.') || name.starts_with("target-");
+        assert!(
+            allowed.contains(&name.as_str()) || tolerated,
+            "unexpected top-level entry `{name}`: the layout is Cargo.toml, crates/, c19-bin/, \
+             configs/, tests/, xtask/, README.md plus licences and tool configs"
+        );
+    }
+}
+
+#[test]
+fn every_rust_file_starts_with_module_docs() {
+    let mut files = Vec::new();
+    for dir in ["crates", "c19-bin", "tests", "xtask"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    assert!(!files.is_empty());
+    for file in files {
+        let text = read(&file);
+        let first = text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default();
+        assert!(first.starts_with("//!"), "{} must start with `//!` docs", file.display());
+    }
+}
+
+#[test]
+fn publishable_crates_carry_crates_io_metadata_and_a_readme() {
+    for dir in crate_dirs() {
+        let manifest = read(&dir.join("Cargo.toml"));
+        for field in ["description", "readme", "license", "repository", "keywords"] {
+            assert!(
+                manifest.lines().any(|line| line.starts_with(field)),
+                "{}: missing `{field}`",
+                dir.display()
+            );
+        }
+        assert!(dir.join("README.md").is_file(), "{}: missing README.md", dir.display());
+    }
+}
+
+#[test]
+fn every_member_uses_the_workspace_lints() {
+    let mut dirs = crate_dirs();
+    dirs.push(root().join("tests"));
+    dirs.push(root().join("xtask"));
+    for dir in dirs {
+        let manifest = read(&dir.join("Cargo.toml"));
+        assert!(
+            manifest.contains("[lints]\nworkspace = true"),
+            "{}: add `[lints] workspace = true`",
+            dir.display()
+        );
+    }
+}
+
+#[test]
+fn internal_crates_are_not_published() {
+    for dir in ["tests", "xtask"] {
+        let manifest = read(&root().join(dir).join("Cargo.toml"));
+        assert!(manifest.contains("publish = false"), "{dir} must be `publish = false`");
+    }
+}
+
+#[test]
+fn every_layer_crate_is_a_feature_of_the_binary() {
+    let bin = read(&root().join("c19-bin/Cargo.toml"));
+    let lib = read(&root().join("c19-bin/src/lib.rs"));
+    for dir in crate_dirs() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "c19-core" || name == "c19-bin" {
+            continue;
+        }
+        assert!(bin.contains(&format!("[\"dep:{name}\"]")), "c19-bin has no feature for {name}");
+        // Without a `use`, the crate is not linked and its typetag registrations vanish.
+        let module = name.replace('-', "_");
+        assert!(lib.contains(&format!("use {module} as _;")), "c19-bin/src/lib.rs must `use {module} as _;`");
+    }
+}
+
+#[test]
+fn no_openssl_in_the_dependency_tree() {
+    let lock = read(&root().join("Cargo.lock"));
+    for banned in ["name = \"openssl-sys\"", "name = \"native-tls\""] {
+        assert!(!lock.contains(banned), "Cargo.lock contains {banned}: use rustls");
+    }
+}
+
+#[test]
+fn source_files_stay_focused() {
+    const MAX_LINES: usize = 800;
+    let mut files = Vec::new();
+    for dir in ["crates", "c19-bin", "xtask"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    for file in files {
+        let lines = read(&file).lines().count();
+        assert!(lines <= MAX_LINES, "{} has {lines} lines (max {MAX_LINES}): split it", file.display());
+    }
+}
