@@ -27,6 +27,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
 use crate::{Agent, Connection, State, registry};
 
@@ -57,7 +58,8 @@ pub enum SchemaVersion {
     Text(String),
 }
 
-/// The layers of an agent, each selected by `kind`.
+/// The layers of an agent, each selected by `kind`, and the agent-wide settings.
+#[serde_as]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -67,6 +69,58 @@ pub struct Spec {
     pub state: Box<dyn State>,
     /// Exchanges the state with peers.
     pub connection: Box<dyn Connection>,
+    /// Health and metrics endpoints, on their own port.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// How long a graceful shutdown may take, in milliseconds: the agent stops taking
+    /// writes, the connection pushes what peers have not seen yet, then the process exits.
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_grace_period")]
+    pub grace_period: u64,
+}
+
+fn default_grace_period() -> u64 {
+    5000
+}
+
+/// Where `/healthz`, `/readyz` and `/metrics` are served.
+#[serde_as]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Serve the endpoints at all.
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The bind address.
+    #[serde(default = "default_telemetry_address")]
+    pub address: String,
+    /// The port, kept apart from the agent port so no key can collide with an endpoint.
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_telemetry_port")]
+    pub port: u16,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address: default_telemetry_address(),
+            port: default_telemetry_port(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_telemetry_address() -> String {
+    "0.0.0.0".to_owned()
+}
+
+fn default_telemetry_port() -> u16 {
+    9097
 }
 
 /// A configuration that cannot be used. Every variant names the file.

@@ -21,6 +21,7 @@ pub mod agent;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod health;
 pub mod peer;
 pub mod registry;
 pub mod runtime;
@@ -29,7 +30,7 @@ pub mod shutdown;
 pub mod state;
 
 pub use agent::Agent;
-pub use config::{Config, Spec};
+pub use config::{Config, Spec, TelemetryConfig};
 pub use connection::Connection;
 pub use error::{Error, LayerError, Result};
 pub use peer::{Peer, PeerError, PeerProvider};

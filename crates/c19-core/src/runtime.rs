@@ -1,13 +1,18 @@
 //! Running an agent: the state, then the connection and the agent side by side.
+//!
+//! Shutdown is ordered so that an acknowledged write survives a rolling restart: the
+//! agent stops first (no new writes; in-flight requests finish), then the connection is
+//! asked to stop, which lets it push what its peers have not seen yet. Both steps
+//! together take at most the configured `grace_period`.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
 
 use futures::FutureExt;
+use tokio::time::Instant;
 
-use crate::{Config, Error, Result, shutdown::Shutdown};
+use crate::{Config, Error, Result, health, shutdown::Shutdown};
 
-/// How long the remaining layer may take to finish after the first one stopped.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+type LayerFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
 /// Runs the agent until SIGINT or SIGTERM (then shuts down gracefully and returns
 /// `Ok(())`) or until a layer fails (then returns its error).
@@ -24,39 +29,70 @@ pub async fn run(config: Config) -> Result<()> {
 /// Runs the agent until `shutdown` is cancelled or a layer fails.
 pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
     let spec = &config.spec;
-    let state = spec.state.init(shutdown.child_token()).await?;
-    // Cancelled on shutdown, and also when one layer stops, to stop the other.
-    let layers = shutdown.child_token();
-    let mut connection = spec
-        .connection
-        .start(state.clone(), layers.clone())
-        .map(|result| result.map_err(Error::Connection))
-        .fuse();
-    let mut agent = spec
-        .agent
-        .start(state.clone(), layers.clone())
-        .map(|result| result.map_err(Error::Agent))
-        .fuse();
+    health::reset();
+    for component in ["state", "agent", "connection"] {
+        health::pending(component);
+    }
+    // Background work of the state (expiry, GC) stops last, with the whole run.
+    let background = Shutdown::new();
+    let _stop_background = background.clone().drop_guard();
+    let state = spec.state.init(background.clone()).await?;
+    health::ready("state");
+
+    let agent_stop = Shutdown::new();
+    let connection_stop = Shutdown::new();
+    let mut agent: LayerFuture<'_> = Box::pin(
+        spec.agent
+            .start(state.clone(), agent_stop.clone())
+            .map(|result| result.map_err(Error::Agent)),
+    );
+    let mut connection: LayerFuture<'_> = Box::pin(
+        spec.connection
+            .start(state.clone(), connection_stop.clone())
+            .map(|result| result.map_err(Error::Connection)),
+    );
     tracing::info!("c19 agent started");
 
-    let (first_name, first, rest) = tokio::select! {
-        result = &mut connection => ("connection", result, agent.boxed()),
-        result = &mut agent => ("agent", result, connection.boxed()),
-    };
-    layers.cancel();
-    let second = match tokio::time::timeout(SHUTDOWN_GRACE, rest).await {
-        Ok(result) => result,
-        Err(_) => {
-            tracing::warn!("a layer did not stop within {SHUTDOWN_GRACE:?}");
+    let grace = Duration::from_millis(spec.grace_period);
+    tokio::select! {
+        () = shutdown.cancelled() => {
+            tracing::info!(grace_period_ms = spec.grace_period, "shutting down");
+            let deadline = Instant::now() + grace;
+            health::unready("agent");
+            agent_stop.cancel();
+            let agent_result = finish("agent", agent, deadline).await;
+            health::unready("connection");
+            connection_stop.cancel();
+            let connection_result = finish("connection", connection, deadline).await;
+            agent_result?;
+            connection_result?;
+            tracing::info!("c19 agent stopped");
             Ok(())
         }
-    };
-    first?;
-    second?;
-    if shutdown.is_cancelled() {
-        tracing::info!("c19 agent stopped");
-        Ok(())
-    } else {
-        Err(Error::Stopped(first_name))
+        result = &mut agent => {
+            health::unready("agent");
+            connection_stop.cancel();
+            finish("connection", connection, Instant::now() + grace).await?;
+            result?;
+            Err(Error::Stopped("agent"))
+        }
+        result = &mut connection => {
+            health::unready("connection");
+            agent_stop.cancel();
+            finish("agent", agent, Instant::now() + grace).await?;
+            result?;
+            Err(Error::Stopped("connection"))
+        }
+    }
+}
+
+/// Waits for a stopping layer until `deadline`; a layer that overruns is abandoned.
+async fn finish(name: &str, layer: LayerFuture<'_>, deadline: Instant) -> Result<()> {
+    match tokio::time::timeout_at(deadline, layer).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("the {name} layer did not stop within the grace period");
+            Ok(())
+        }
     }
 }
