@@ -1,5 +1,6 @@
 //! The `c19` command line, run as a real process: `--kinds`, `--check`, the 0.1
 //! configurations, environment overrides, error messages, logging and signals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     fs,

@@ -2,6 +2,7 @@
 //!
 //! Registrations must be made from an integration test: a `#[cfg(test)]` unit test of
 //! c19-core would see a second copy of the crate and none of them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
 //! `run_until`: start order, ordered graceful shutdown, failure propagation, readiness.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     sync::{Arc, Mutex},
