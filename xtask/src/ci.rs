@@ -25,13 +25,34 @@ struct FeatureSet {
 
 /// Builds checked besides the default one: none, each layer alone, and the usual laptop set.
 const FEATURE_SETS: &[FeatureSet] = &[
-    FeatureSet { features: "", kinds: &[] },
-    FeatureSet { features: "state-default", kinds: &[("state", "Default")] },
-    FeatureSet { features: "agent-http", kinds: &[("agent", "Default")] },
-    FeatureSet { features: "connection-default", kinds: &[("connection", "Default")] },
-    FeatureSet { features: "peer-provider-static", kinds: &[("peer_provider", "Static")] },
-    FeatureSet { features: "peer-provider-k8s", kinds: &[("peer_provider", "K8s")] },
-    FeatureSet { features: "data-seeder-file", kinds: &[("data_seeder", "File")] },
+    FeatureSet {
+        features: "",
+        kinds: &[],
+    },
+    FeatureSet {
+        features: "state-default",
+        kinds: &[("state", "Default")],
+    },
+    FeatureSet {
+        features: "agent-http",
+        kinds: &[("agent", "Default")],
+    },
+    FeatureSet {
+        features: "connection-default",
+        kinds: &[("connection", "Default")],
+    },
+    FeatureSet {
+        features: "peer-provider-static",
+        kinds: &[("peer_provider", "Static")],
+    },
+    FeatureSet {
+        features: "peer-provider-k8s",
+        kinds: &[("peer_provider", "K8s")],
+    },
+    FeatureSet {
+        features: "data-seeder-file",
+        kinds: &[("data_seeder", "File")],
+    },
     FeatureSet {
         features: "state-default,agent-http,connection-default,peer-provider-static,data-seeder-file",
         kinds: &[
@@ -48,12 +69,25 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(unknown) = args.first() {
         return Err(format!("ci takes no arguments (got `{unknown}`)"));
     }
-    step("formatting", cargo().args(["fmt", "--all", "--", "--check"]))?;
+    step(
+        "formatting",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
     step(
         "clippy",
-        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
-    step("tests", cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    step(
+        "tests",
+        cargo().args(["test", "--workspace", "--no-fail-fast"]),
+    )?;
     for set in FEATURE_SETS {
         feature_build(set)?;
     }
@@ -70,7 +104,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// Builds `c19` with only `set`'s features and checks that `c19 --kinds` lists exactly
 /// the layers those features link (a linked-but-unnamed crate would list nothing).
 fn feature_build(set: &FeatureSet) -> Result<(), String> {
-    let label = if set.features.is_empty() { "no layers" } else { set.features };
+    let label = if set.features.is_empty() {
+        "no layers"
+    } else {
+        set.features
+    };
     step(
         &format!("build c19 with {label}"),
         cargo().args([
@@ -83,7 +121,10 @@ fn feature_build(set: &FeatureSet) -> Result<(), String> {
         ]),
     )?;
     let binary = target_dir().join("debug").join("c19");
-    let listing = output("c19 --kinds", std::process::Command::new(&binary).arg("--kinds"))?;
+    let listing = output(
+        "c19 --kinds",
+        std::process::Command::new(&binary).arg("--kinds"),
+    )?;
     for line in listing.lines() {
         let Some((layer, kinds)) = line.split_once(": ") else {
             continue;
@@ -95,7 +136,11 @@ fn feature_build(set: &FeatureSet) -> Result<(), String> {
             .map(|(_, kind)| *kind)
             .collect();
         expected.sort_unstable();
-        let expected = if expected.is_empty() { "(none)".to_owned() } else { expected.join(", ") };
+        let expected = if expected.is_empty() {
+            "(none)".to_owned()
+        } else {
+            expected.join(", ")
+        };
         if kinds != expected {
             return Err(format!(
                 "c19 built with [{label}] lists {layer} kinds `{kinds}`, expected `{expected}`"

@@ -26,10 +26,21 @@ struct Options {
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
-    let known = ["--nodes", "--push", "--pull", "--r0", "--agent-port", "--peer-port", "--release"];
+    let known = [
+        "--nodes",
+        "--push",
+        "--pull",
+        "--r0",
+        "--agent-port",
+        "--peer-port",
+        "--release",
+    ];
     for arg in args.iter().filter(|arg| arg.starts_with("--")) {
         if !known.contains(&arg.as_str()) {
-            return Err(format!("cluster: unknown option `{arg}` (known: {})", known.join(", ")));
+            return Err(format!(
+                "cluster: unknown option `{arg}` (known: {})",
+                known.join(", ")
+            ));
         }
     }
     let options = Options {
@@ -44,8 +55,14 @@ fn options(args: &[String]) -> Result<Options, String> {
     if options.nodes == 0 || options.nodes > 200 {
         return Err("cluster: --nodes must be between 1 and 200".into());
     }
-    if options.agent_port.checked_add(options.nodes as u16).is_none()
-        || options.peer_port.checked_add(options.nodes as u16).is_none()
+    if options
+        .agent_port
+        .checked_add(options.nodes as u16)
+        .is_none()
+        || options
+            .peer_port
+            .checked_add(options.nodes as u16)
+            .is_none()
     {
         return Err("cluster: ports out of range".into());
     }
@@ -83,7 +100,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .unwrap_or_else(|| root().join("target"));
     let binary = target.join(profile).join("c19");
     let dir = target.join("xtask-cluster");
-    fs::create_dir_all(&dir).map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let on_signal = stop.clone();
@@ -121,14 +139,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("{} agents running; Ctrl-C stops them all", options.nodes);
 
     while !stop.load(Ordering::SeqCst) {
-        if children.iter_mut().all(|child| matches!(child.try_wait(), Ok(Some(_)))) {
+        if children
+            .iter_mut()
+            .all(|child| matches!(child.try_wait(), Ok(Some(_))))
+        {
             return Err("every agent exited".into());
         }
         thread::sleep(Duration::from_millis(100));
     }
     println!("stopping {} agents", children.len());
     for child in &children {
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     for child in &mut children {

@@ -1,10 +1,6 @@
 //! Small helpers shared by the tasks.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::Instant,
-};
+use std::{path::PathBuf, process::Command, time::Instant};
 
 /// The repository root (the parent of this crate).
 pub fn root() -> PathBuf {

@@ -1,4 +1,5 @@
 //! Repository rules, checked by an ordinary test so `cargo test` keeps them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     fs,
@@ -6,7 +7,10 @@ use std::{
 };
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn read(path: &Path) -> String {
@@ -42,8 +46,19 @@ fn crate_dirs() -> Vec<PathBuf> {
 #[test]
 fn the_top_level_holds_only_the_agreed_entries() {
     let allowed = [
-        "Cargo.toml", "Cargo.lock", "crates", "c19-bin", "configs", "tests", "xtask", "README.md",
-        "LICENSE-MIT", "LICENSE-APACHE", "clippy.toml", "rustfmt.toml", "target",
+        "Cargo.toml",
+        "Cargo.lock",
+        "crates",
+        "c19-bin",
+        "configs",
+        "tests",
+        "xtask",
+        "README.md",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "clippy.toml",
+        "rustfmt.toml",
+        "target",
     ];
     for entry in fs::read_dir(root()).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
@@ -65,8 +80,15 @@ fn every_rust_file_starts_with_module_docs() {
     assert!(!files.is_empty());
     for file in files {
         let text = read(&file);
-        let first = text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default();
-        assert!(first.starts_with("//!"), "{} must start with `//!` docs", file.display());
+        let first = text
+            .lines()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or_default();
+        assert!(
+            first.starts_with("//!"),
+            "{} must start with `//!` docs",
+            file.display()
+        );
     }
 }
 
@@ -81,7 +103,11 @@ fn publishable_crates_carry_crates_io_metadata_and_a_readme() {
                 dir.display()
             );
         }
-        assert!(dir.join("README.md").is_file(), "{}: missing README.md", dir.display());
+        assert!(
+            dir.join("README.md").is_file(),
+            "{}: missing README.md",
+            dir.display()
+        );
     }
 }
 
@@ -104,7 +130,10 @@ fn every_member_uses_the_workspace_lints() {
 fn internal_crates_are_not_published() {
     for dir in ["tests", "xtask"] {
         let manifest = read(&root().join(dir).join("Cargo.toml"));
-        assert!(manifest.contains("publish = false"), "{dir} must be `publish = false`");
+        assert!(
+            manifest.contains("publish = false"),
+            "{dir} must be `publish = false`"
+        );
     }
 }
 
@@ -117,10 +146,16 @@ fn every_layer_crate_is_a_feature_of_the_binary() {
         if name == "c19-core" || name == "c19-bin" {
             continue;
         }
-        assert!(bin.contains(&format!("[\"dep:{name}\"]")), "c19-bin has no feature for {name}");
+        assert!(
+            bin.contains(&format!("[\"dep:{name}\"]")),
+            "c19-bin has no feature for {name}"
+        );
         // Without a `use`, the crate is not linked and its typetag registrations vanish.
         let module = name.replace('-', "_");
-        assert!(lib.contains(&format!("use {module} as _;")), "c19-bin/src/lib.rs must `use {module} as _;`");
+        assert!(
+            lib.contains(&format!("use {module} as _;")),
+            "c19-bin/src/lib.rs must `use {module} as _;`"
+        );
     }
 }
 
@@ -128,7 +163,10 @@ fn every_layer_crate_is_a_feature_of_the_binary() {
 fn no_openssl_in_the_dependency_tree() {
     let lock = read(&root().join("Cargo.lock"));
     for banned in ["name = \"openssl-sys\"", "name = \"native-tls\""] {
-        assert!(!lock.contains(banned), "Cargo.lock contains {banned}: use rustls");
+        assert!(
+            !lock.contains(banned),
+            "Cargo.lock contains {banned}: use rustls"
+        );
     }
 }
 
@@ -141,6 +179,10 @@ fn source_files_stay_focused() {
     }
     for file in files {
         let lines = read(&file).lines().count();
-        assert!(lines <= MAX_LINES, "{} has {lines} lines (max {MAX_LINES}): split it", file.display());
+        assert!(
+            lines <= MAX_LINES,
+            "{} has {lines} lines (max {MAX_LINES}): split it",
+            file.display()
+        );
     }
 }
