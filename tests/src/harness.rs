@@ -80,6 +80,9 @@ pub struct Node {
     pub agent_port: u16,
     /// The peer (connection) port.
     pub peer_port: u16,
+    /// The telemetry port (`/healthz`, `/readyz`, `/metrics`), set through
+    /// `C19_SPEC__TELEMETRY__PORT` so configurations need not mention it.
+    pub telemetry_port: u16,
     /// The configuration file.
     pub config: PathBuf,
     /// Where stderr goes.
@@ -96,6 +99,7 @@ impl Node {
             name: name.to_owned(),
             agent_port,
             peer_port,
+            telemetry_port: free_port(),
             config: dir.join(format!("{name}.yml")),
             log: dir.join(format!("{name}.log")),
             binary: binary.to_owned(),
@@ -120,6 +124,11 @@ impl Node {
         format!("http://127.0.0.1:{}{path}", self.peer_port)
     }
 
+    /// The telemetry URL for `path` (which starts with `/`).
+    pub fn telemetry_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.telemetry_port)
+    }
+
     /// Starts the process (appending to its log) without waiting for it.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.name);
@@ -133,6 +142,8 @@ impl Node {
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", std::env::var("C19_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("C19_SPEC__TELEMETRY__ADDRESS", "127.0.0.1")
+            .env("C19_SPEC__TELEMETRY__PORT", self.telemetry_port.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
