@@ -1,0 +1,207 @@
+//! The `Default` state: its configuration and its [`State`] implementation.
+
+use std::{
+    num::NonZeroU64,
+    sync::{Arc, Weak},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use c19_core::{
+    Applied, DataSeeder, Diff, SafeState, SeedError, Shutdown, State, StateError, StateValue,
+    reexports::futures::future::BoxFuture,
+};
+use serde::{Deserialize, Serialize};
+use serde_with::{DisplayFromStr, PickFirst, serde_as};
+
+use crate::{
+    entry::{Incoming, parse_batch},
+    store::Store,
+};
+
+/// The default `purge_interval`: one minute.
+pub const DEFAULT_PURGE_INTERVAL_MS: u64 = 60_000;
+
+/// The default `tombstone_ttl`: one hour.
+pub const DEFAULT_TOMBSTONE_TTL_MS: u64 = 3_600_000;
+
+/// The `Default` state: an in-memory key/value store with per-key TTLs, tombstones and
+/// last-writer-wins merges.
+///
+/// Deserialized from configuration; [`State::init`] returns a fresh live instance with
+/// the same settings. It can also be used directly (its store starts empty).
+#[serde_as]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultState {
+    /// The time to live (ms) of values written without one; `None`: they never expire.
+    #[serde_as(as = "Option<PickFirst<(_, DisplayFromStr)>>")]
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    /// How often (ms) expired values and old tombstones are swept.
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_purge_interval")]
+    pub purge_interval: NonZeroU64,
+    /// How long (ms after its `ts`) a tombstone is kept. It must outlive the time a
+    /// delete takes to reach every peer, or a peer that still holds the old value
+    /// brings it back.
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_tombstone_ttl")]
+    pub tombstone_ttl: u64,
+    /// Loads the initial data at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_seeder: Option<Box<dyn DataSeeder>>,
+    /// The data.
+    #[serde(skip)]
+    store: Store,
+}
+
+fn default_purge_interval() -> NonZeroU64 {
+    NonZeroU64::new(DEFAULT_PURGE_INTERVAL_MS).unwrap_or(NonZeroU64::MIN)
+}
+
+fn default_tombstone_ttl() -> u64 {
+    DEFAULT_TOMBSTONE_TTL_MS
+}
+
+impl Default for DefaultState {
+    fn default() -> Self {
+        Self {
+            ttl: None,
+            purge_interval: default_purge_interval(),
+            tombstone_ttl: DEFAULT_TOMBSTONE_TTL_MS,
+            data_seeder: None,
+            store: Store::default(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+impl DefaultState {
+    /// A state with these settings and an empty store, without a seeder.
+    fn fresh(&self) -> Self {
+        Self {
+            ttl: self.ttl,
+            purge_interval: self.purge_interval,
+            tombstone_ttl: self.tombstone_ttl,
+            data_seeder: None,
+            store: Store::default(),
+        }
+    }
+
+    /// Sweeps expired values and tombstones older than `tombstone_ttl` now; the task
+    /// started by [`State::init`] does this every `purge_interval`. Returns how many
+    /// records were dropped.
+    pub fn purge_now(&self) -> usize {
+        self.store.purge(now_ms(), self.tombstone_ttl)
+    }
+
+    /// How many records the state holds: values (expired ones until swept) and
+    /// tombstones.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether the state holds no record at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The raw wire entry held for `key`, tombstones and expired values included.
+    pub fn held(&self, key: &str) -> Option<Bytes> {
+        self.store
+            .held(key.as_bytes())
+            .map(|record| record.entry_bytes())
+    }
+
+    /// Validates a batch without applying it.
+    fn parse(&self, value: &dyn StateValue) -> crate::Result<Vec<Incoming>> {
+        parse_batch(value.as_bytes(), self.ttl)
+    }
+
+    /// Loads the seeder's data into this (fresh) state.
+    async fn seed(&self, seeder: &dyn DataSeeder) -> Result<(), StateError> {
+        let data = seeder.load().await?;
+        let batch = self.parse(&data).map_err(|error| SeedError::Invalid {
+            source_name: seeder.source_name(),
+            message: error.describe_source(),
+        })?;
+        let applied = self.store.apply(&batch, now_ms());
+        tracing::info!(source = %seeder.source_name(), keys = applied.applied, "seeded the state");
+        Ok(())
+    }
+}
+
+/// Sweeps `state` every `interval` until `shutdown` or until the state is dropped.
+async fn purge_loop(state: Weak<DefaultState>, interval: Duration, shutdown: Shutdown) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticks.tick() => {}
+        }
+        let Some(state) = state.upgrade() else { break };
+        // A sweep walks every key: keep it off the async workers.
+        match tokio::task::spawn_blocking(move || state.purge_now()).await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::debug!(dropped, "swept expired values and old tombstones"),
+            Err(error) => tracing::warn!(%error, "the sweep failed"),
+        }
+    }
+}
+
+#[typetag::serde(name = "Default")]
+impl State for DefaultState {
+    fn init(&self, shutdown: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
+        Box::pin(async move {
+            let live = Arc::new(self.fresh());
+            if let Some(seeder) = &self.data_seeder {
+                live.seed(seeder.as_ref()).await?;
+            }
+            let interval = Duration::from_millis(self.purge_interval.get());
+            tokio::spawn(purge_loop(Arc::downgrade(&live), interval, shutdown));
+            Ok(live as SafeState)
+        })
+    }
+
+    fn version(&self) -> String {
+        self.store.version()
+    }
+
+    fn set(&self, value: &dyn StateValue) -> Result<Applied, StateError> {
+        let batch = self.parse(value)?;
+        Ok(self.store.apply(&batch, now_ms()))
+    }
+
+    fn get(&self, key: &dyn StateValue) -> Option<Bytes> {
+        self.store.get(key.as_bytes(), now_ms())
+    }
+
+    fn delete(&self, key: &dyn StateValue) -> Result<bool, StateError> {
+        let key = std::str::from_utf8(key.as_bytes())
+            .map_err(|_| StateError::Invalid("the key is not valid UTF-8".to_owned()))?;
+        Ok(self.store.delete(&Incoming::tombstone(key)?, now_ms()))
+    }
+
+    fn diff(&self, since: u64, max_bytes: usize) -> Result<Diff, StateError> {
+        Ok(self.store.diff(since, max_bytes, now_ms()))
+    }
+
+    fn head(&self) -> u64 {
+        self.store.head()
+    }
+
+    fn get_root(&self) -> Bytes {
+        self.store.root(now_ms())
+    }
+}

@@ -1,0 +1,427 @@
+//! The store: every key's record, the change log and the version, as one snapshot.
+//!
+//! # Why a persistent map behind an `ArcSwap`
+//!
+//! Readers (every `GET` of the agent) load the current snapshot with
+//! [`ArcSwap::load`], which takes no lock and never waits for a writer. Writers are
+//! serialized by a mutex; a writer validates its batch first, applies it to a clone of
+//! the snapshot and swaps the result in. Cloning an [`imbl`] map is O(1) (its nodes are
+//! shared) and each insert copies only the O(log n) nodes on its path, so a 100k-key
+//! merge builds its new snapshot beside the old one while `get`s keep reading the old
+//! one, and readers see a batch all at once or not at all. A concurrent hash map
+//! (dashmap and the like) would also keep reads fast, but a batch would become visible
+//! key by key, and the change log and version would need their own locking to stay
+//! consistent with the map.
+//!
+//! # Version and change log
+//!
+//! The version is the wrapping sum of a stable 128-bit hash of every held record,
+//! tombstones included, updated by one addition or subtraction per change. Every
+//! change gets the next local sequence number; `by_seq` indexes records by it, so a
+//! diff walks only the changes after a point.
+
+use std::{
+    cmp::Ordering,
+    ops::Bound,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use c19_core::{Applied, Diff};
+use imbl::{HashMap, OrdMap};
+
+use crate::entry::{Incoming, Record, Slot};
+
+/// One consistent view of the data.
+#[derive(Clone, Default)]
+struct Snapshot {
+    /// Every held record (values, expired values not swept yet, tombstones), by key.
+    keys: HashMap<Slot, ()>,
+    /// The same records by the sequence number of the change that stored them.
+    by_seq: OrdMap<u64, Slot>,
+    /// The sum of the records' version hashes.
+    version: u128,
+    /// The newest sequence number handed out.
+    head: u64,
+}
+
+impl Snapshot {
+    fn get(&self, key: &[u8]) -> Option<&Arc<Record>> {
+        self.keys.get_key_value(key).map(|(slot, ())| &slot.0)
+    }
+
+    /// Stores `record` (already stamped with `head + 1`) in place of `held`.
+    fn put(&mut self, held: Option<&Arc<Record>>, record: Record) {
+        if let Some(held) = held {
+            self.by_seq.remove(&held.seq);
+            self.version = self.version.wrapping_sub(held.version_hash());
+        }
+        self.head = record.seq;
+        self.version = self.version.wrapping_add(record.version_hash());
+        let slot = Slot(Arc::new(record));
+        self.by_seq.insert(slot.0.seq, slot.clone());
+        // Replaces the old slot, key included.
+        self.keys.insert(slot, ());
+    }
+
+    /// Drops `record` if it is still the one held for its key.
+    fn drop_record(&mut self, record: &Arc<Record>) -> bool {
+        match self.get(record.key()) {
+            Some(held) if Arc::ptr_eq(held, record) => {
+                self.by_seq.remove(&record.seq);
+                self.keys.remove(record.key());
+                self.version = self.version.wrapping_sub(record.version_hash());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The records of one state, readable without locks.
+pub(crate) struct Store {
+    current: ArcSwap<Snapshot>,
+    /// Serializes writers; readers never take it.
+    writer: Mutex<()>,
+    /// Called once in the middle of each batch, with the writer lock held (tests only).
+    #[cfg(test)]
+    pub(crate) mid_batch: Mutex<Option<Box<dyn FnMut() + Send>>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            writer: Mutex::new(()),
+            #[cfg(test)]
+            mid_batch: Mutex::new(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snapshot = self.current.load();
+        f.debug_struct("Store")
+            .field("records", &snapshot.keys.len())
+            .field("head", &snapshot.head)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Merges a validated batch at time `now` (ms), as one new snapshot.
+    ///
+    /// A write without `ts` gets `max(now, held.ts + 1)`, so it supersedes what this
+    /// store held even when the local clock is behind the writer of that value.
+    pub fn apply(&self, batch: &[Incoming], now: u64) -> Applied {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.apply_locked(batch, now)
+    }
+
+    /// Writes the tombstone `delete` at time `now`; returns whether it hid a value.
+    pub fn delete(&self, delete: &Incoming, now: u64) -> bool {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let snapshot = self.current.load();
+        let was_live = snapshot
+            .get(delete.key.as_bytes())
+            .is_some_and(|record| record.is_live(now));
+        self.apply_locked(std::slice::from_ref(delete), now);
+        was_live
+    }
+
+    /// [`Store::apply`], the writer lock being held.
+    fn apply_locked(&self, batch: &[Incoming], now: u64) -> Applied {
+        let mut next = Snapshot::clone(&self.current.load());
+        let mut applied = Applied::default();
+        for (index, incoming) in batch.iter().enumerate() {
+            self.checkpoint(index, batch.len());
+            let held = next.get(incoming.key.as_bytes()).cloned();
+            let ts = match (incoming.ts, &held) {
+                (Some(ts), _) => ts,
+                (None, Some(held)) => now.max(held.ts.saturating_add(1)),
+                (None, None) => now,
+            };
+            if held
+                .as_ref()
+                .is_some_and(|held| !may_win(incoming, ts, held))
+            {
+                applied.ignored += 1;
+                continue;
+            }
+            let record = Record::new(incoming, ts, next.head + 1);
+            if held
+                .as_ref()
+                .is_some_and(|held| record.merge_order(held) != Ordering::Greater)
+            {
+                applied.ignored += 1;
+                continue;
+            }
+            next.put(held.as_ref(), record);
+            applied.applied += 1;
+        }
+        if applied.applied > 0 {
+            self.current.store(Arc::new(next));
+        }
+        applied
+    }
+
+    /// The wire JSON of `key`'s value, if it holds one that is visible at `now`.
+    pub fn get(&self, key: &[u8], now: u64) -> Option<Bytes> {
+        let snapshot = self.current.load();
+        let record = snapshot.get(key)?;
+        record.is_live(now).then(|| record.entry_bytes())
+    }
+
+    /// The record held for `key`, whatever it is (tests and deletes).
+    pub fn held(&self, key: &[u8]) -> Option<Arc<Record>> {
+        self.current.load().get(key).cloned()
+    }
+
+    /// The version: the hex sum of the records' hashes.
+    pub fn version(&self) -> String {
+        format!("{:032x}", self.current.load().version)
+    }
+
+    /// The newest sequence number.
+    pub fn head(&self) -> u64 {
+        self.current.load().head
+    }
+
+    /// How many records are held, tombstones and unswept expired values included.
+    pub fn len(&self) -> usize {
+        self.current.load().keys.len()
+    }
+
+    /// Every visible value and every tombstone, as a batch `set` accepts.
+    pub fn root(&self, now: u64) -> Bytes {
+        let snapshot = self.current.load();
+        let mut out = Batch::with_capacity(snapshot.keys.len() * 64);
+        for (_, slot) in snapshot.by_seq.iter() {
+            if !slot.0.is_expired(now) {
+                out.push(&slot.0);
+            }
+        }
+        out.finish()
+    }
+
+    /// The changes after `since`, oldest first, up to about `max_bytes` (at least one).
+    /// Costs O(changes returned), whatever the size of the state.
+    pub fn diff(&self, since: u64, max_bytes: usize, now: u64) -> Diff {
+        let snapshot = self.current.load();
+        let mut out = Batch::with_capacity(max_bytes.min(1 << 20));
+        let mut next = since;
+        let mut complete = true;
+        for (&seq, slot) in snapshot
+            .by_seq
+            .range((Bound::Excluded(since), Bound::Unbounded))
+        {
+            let record = &slot.0;
+            // Every agent expires values on its own: they are not pushed.
+            if !record.is_expired(now) {
+                if out.count > 0 && out.len_with(record) > max_bytes {
+                    complete = false;
+                    break;
+                }
+                out.push(record);
+            }
+            next = seq;
+        }
+        if complete {
+            next = snapshot.head;
+        }
+        let count = out.count;
+        Diff {
+            changes: out.finish(),
+            count,
+            next,
+            complete,
+        }
+    }
+
+    /// Drops the values expired at `now` and the tombstones older than `tombstone_ttl`.
+    /// Returns how many records were dropped. Not a change: nothing is pushed.
+    pub fn purge(&self, now: u64, tombstone_ttl: u64) -> usize {
+        // Find candidates without the writer lock, so writes go on during the scan.
+        let doomed: Vec<Arc<Record>> = self
+            .current
+            .load()
+            .keys
+            .keys()
+            .filter(|slot| slot.0.is_purgeable(now, tombstone_ttl))
+            .map(|slot| slot.0.clone())
+            .collect();
+        if doomed.is_empty() {
+            return 0;
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut next = Snapshot::clone(&self.current.load());
+        // A record rewritten since the scan is no longer the one held: it stays.
+        let dropped = doomed
+            .iter()
+            .filter(|record| next.drop_record(record))
+            .count();
+        self.current.store(Arc::new(next));
+        dropped
+    }
+
+    /// Runs the test hook in the middle of a batch; nothing outside tests.
+    #[inline]
+    fn checkpoint(&self, index: usize, len: usize) {
+        #[cfg(test)]
+        if index == len / 2 {
+            let mut hook = self
+                .mid_batch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(hook) = hook.as_mut() {
+                hook();
+            }
+        }
+        #[cfg(not(test))]
+        let _ = (index, len);
+    }
+}
+
+/// Whether `incoming` at `ts` may beat `held`, deciding on timestamps alone when it
+/// can (merges of a whole peer state mostly lose, and then build no bytes).
+fn may_win(incoming: &Incoming, ts: u64, held: &Record) -> bool {
+    match ts.cmp(&held.ts) {
+        Ordering::Greater => true,
+        Ordering::Less => false,
+        // Equal: a tombstone beats a value; otherwise the bytes decide (the caller
+        // builds the record and compares).
+        Ordering::Equal => !(held.deleted && incoming.value.is_some()),
+    }
+}
+
+/// A JSON object of entries being written.
+struct Batch {
+    buf: Vec<u8>,
+    count: usize,
+}
+
+impl Batch {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(2));
+        buf.push(b'{');
+        Self { buf, count: 0 }
+    }
+
+    /// The size after pushing `record` (close enough: keys needing escapes grow).
+    fn len_with(&self, record: &Record) -> usize {
+        self.buf.len() + record.key().len() + record.entry().len() + 4
+    }
+
+    fn push(&mut self, record: &Record) {
+        let Some(key) = record.key_str() else {
+            return;
+        };
+        if self.count > 0 {
+            self.buf.push(b',');
+        }
+        // Writing a string to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.buf, key);
+        self.buf.push(b':');
+        self.buf.extend_from_slice(record.entry());
+        self.count += 1;
+    }
+
+    fn finish(mut self) -> Bytes {
+        self.buf.push(b'}');
+        Bytes::from(self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{
+            atomic::{AtomicBool, Ordering as AtomicOrdering},
+            mpsc,
+        },
+        thread,
+        time::Duration,
+    };
+
+    use super::*;
+    use crate::entry::parse_batch;
+
+    fn batch(json: &str) -> Vec<Incoming> {
+        parse_batch(json.as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn gets_do_not_wait_behind_a_large_merge() {
+        let store = Arc::new(Store::default());
+        store.apply(&batch(r#"{"probe": {"value": "old", "ts": 1}}"#), 10);
+        let mut big = String::from(r#"{"probe": {"value": "new", "ts": 2}"#);
+        for i in 0..100_000 {
+            big.push_str(&format!(r#","key-{i}": {{"value": {i}, "ts": 3}}"#));
+        }
+        big.push('}');
+        let big = batch(&big);
+
+        let (merging_tx, merging_rx) = mpsc::channel::<()>();
+        let (read_tx, read_rx) = mpsc::channel::<()>();
+        let read_during_merge = Arc::new(AtomicBool::new(false));
+        let flag = read_during_merge.clone();
+        *store.mid_batch.lock().unwrap() = Some(Box::new(move || {
+            merging_tx.send(()).unwrap();
+            // Half the batch is applied and the writer lock is held. A reader that
+            // waited for the merge could not answer, so this would time out: the
+            // timeout only keeps a broken store from hanging the test.
+            let answered = read_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+            flag.store(answered, AtomicOrdering::SeqCst);
+        }));
+        let writer = {
+            let store = store.clone();
+            thread::spawn(move || store.apply(&big, 10))
+        };
+        merging_rx.recv().unwrap();
+        // Readers see the snapshot before the batch: none of it, not half of it.
+        let during = store.get(b"probe", 10);
+        let len_during = store.len();
+        let _ = read_tx.send(());
+        let applied = writer.join().unwrap();
+
+        assert!(
+            read_during_merge.load(AtomicOrdering::SeqCst),
+            "a get waited for the merge"
+        );
+        assert_eq!(
+            during.as_deref(),
+            Some(&br#"{"value":"old","ts":1,"ttl":null}"#[..])
+        );
+        assert_eq!(len_during, 1);
+        assert_eq!(applied.applied, 100_001);
+        let after = store.get(b"probe", 10);
+        assert_eq!(
+            after.as_deref(),
+            Some(&br#"{"value":"new","ts":2,"ttl":null}"#[..])
+        );
+        assert_eq!(store.len(), 100_001);
+    }
+
+    #[test]
+    fn a_sweep_keeps_records_rewritten_since_its_scan() {
+        let store = Store::default();
+        store.apply(&batch(r#"{"a": {"value": 1, "ts": 1, "ttl": 1}}"#), 10);
+        let stale = store.held(b"a").unwrap();
+        store.apply(&batch(r#"{"a": {"value": 2, "ts": 5}}"#), 10);
+        let mut next = Snapshot::clone(&store.current.load());
+        assert!(!next.drop_record(&stale));
+        assert_eq!(next.keys.len(), 1);
+    }
+
+    #[test]
+    fn the_version_comes_back_when_a_change_is_undone() {
+        let store = Store::default();
+        let empty = store.version();
+        store.apply(&batch(r#"{"a": {"value": 1, "ts": 1, "ttl": 0}}"#), 1);
+        assert_ne!(store.version(), empty);
+        assert_eq!(store.purge(100, 0), 1);
+        assert_eq!(store.version(), empty);
+    }
+}
