@@ -2,7 +2,10 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use c19_core::{Config, registry};
+use c19_core::{Config, Shutdown, registry};
+use serde_json::Value;
+
+use crate::telemetry;
 use clap::{Parser, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
@@ -67,14 +70,79 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(config = %cli.config.display(), "starting c19 {}", env!("CARGO_PKG_VERSION"));
-    match runtime.block_on(c19_core::run(config)) {
+    match runtime.block_on(run(&cli, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts telemetry, logs the start-up line, and runs the agent until it stops.
+async fn run(cli: &Cli, config: Config) -> Result<(), c19_core::Error> {
+    let effective = redacted(serde_json::to_value(&config).unwrap_or_default());
+    let listening = listening_addresses(&effective);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config_file = %cli.config.display(),
+        listening = %listening.join(", "),
+        config = %effective,
+        "starting c19"
+    );
+    let telemetry_stop = Shutdown::new();
+    if config.spec.telemetry.enabled {
+        let metrics = telemetry::install_recorder();
+        let listener = telemetry::bind(&config.spec.telemetry)
+            .await
+            .map_err(c19_core::Error::Telemetry)?;
+        tokio::spawn(telemetry::serve(listener, metrics, telemetry_stop.clone()));
+    }
+    let result = c19_core::run(config).await;
+    telemetry_stop.cancel();
+    result
+}
+
+/// `layer=address:port` for each layer section that has a port, and telemetry.
+fn listening_addresses(config: &Value) -> Vec<String> {
+    let spec = &config["spec"];
+    let mut out = Vec::new();
+    for layer in ["agent", "connection", "telemetry"] {
+        let section = &spec[layer];
+        if layer == "telemetry" && section["enabled"] == Value::Bool(false) {
+            continue;
+        }
+        if let Some(port) = section["port"].as_u64() {
+            let address = section["address"].as_str().unwrap_or("0.0.0.0");
+            out.push(format!("{layer}={address}:{port}"));
+        }
+    }
+    out
+}
+
+/// The configuration with secret-looking values replaced, for logs.
+fn redacted(mut value: Value) -> Value {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    let key = key.to_ascii_lowercase();
+                    let secret = ["password", "secret", "token", "credential", "apikey", "api_key"]
+                        .iter()
+                        .any(|word| key.contains(word));
+                    if secret && !value.is_null() {
+                        *value = Value::String("<redacted>".into());
+                    } else {
+                        walk(value);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut value);
+    value
 }
 
 fn init_logging(format: LogFormat) {

@@ -19,5 +19,6 @@ use c19_peer_provider_static as _;
 use c19_state_default as _;
 
 mod cli;
+mod telemetry;
 
 pub use cli::{Cli, LogFormat, main};

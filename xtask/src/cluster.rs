@@ -22,6 +22,7 @@ struct Options {
     r0: usize,
     agent_port: u16,
     peer_port: u16,
+    telemetry_port: u16,
     release: bool,
 }
 
@@ -50,6 +51,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         r0: flag(args, "--r0")?.unwrap_or(3),
         agent_port: flag(args, "--agent-port")?.unwrap_or(3097),
         peer_port: flag(args, "--peer-port")?.unwrap_or(4097),
+        telemetry_port: flag(args, "--telemetry-port")?.unwrap_or(9097),
         release: args.iter().any(|arg| arg == "--release"),
     };
     if options.nodes == 0 || options.nodes > 200 {
@@ -76,13 +78,14 @@ fn config(options: &Options, i: usize) -> String {
         .map(|j| format!("\"127.0.0.1:{}\"", options.peer_port + j as u16))
         .collect();
     format!(
-        "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {agent}\n  state:\n    kind: Default\n  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {peer}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
+        "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {agent}\n  state:\n    kind: Default\n  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {peer}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n    peer_provider:\n      kind: Static\n      peers: [{peers}]\n  telemetry:\n    address: 127.0.0.1\n    port: {telemetry}\n",
         agent = options.agent_port + i as u16,
         peer = options.peer_port + i as u16,
         push = options.push,
         pull = options.pull,
         r0 = options.r0,
         peers = peers.join(", "),
+        telemetry = options.telemetry_port + i as u16,
     )
 }
 
@@ -129,9 +132,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             prefix_lines(name.clone(), err);
         }
         println!(
-            "{name}: agent http://127.0.0.1:{}/  peers http://127.0.0.1:{}/  config {}",
+            "{name}: agent http://127.0.0.1:{}/  peers http://127.0.0.1:{}/  metrics http://127.0.0.1:{}/metrics  config {}",
             options.agent_port + i as u16,
             options.peer_port + i as u16,
+            options.telemetry_port + i as u16,
             path.display()
         );
         children.push(child);

@@ -25,6 +25,9 @@ pub enum Error {
     /// The connection layer failed.
     #[error("connection: {0}")]
     Connection(#[source] LayerError),
+    /// The telemetry endpoints could not be served.
+    #[error("telemetry: {0}")]
+    Telemetry(#[source] LayerError),
     /// A layer returned although no shutdown was requested.
     #[error("the {0} layer stopped unexpectedly")]
     Stopped(&'static str),
