@@ -96,6 +96,23 @@ pub struct Diff {
     pub complete: bool,
 }
 
+/// One change to a state, as subscribers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The point of the state's history this change made (see [`State::head`]); a
+    /// subscriber that reconnects resumes after the last one it saw.
+    pub seq: u64,
+    /// The key.
+    pub key: Bytes,
+    /// The entry after the change (a deletion included), in the state's format.
+    pub entry: Bytes,
+}
+
+/// A live feed of changes; see [`State::subscribe`]. It holds a bounded number of
+/// changes: a receiver that falls behind gets `RecvError::Lagged` instead of slowing
+/// writers down.
+pub type Changes = tokio::sync::broadcast::Receiver<Change>;
+
 /// The State trait.
 ///
 /// A state is first deserialized from configuration (selected by `kind:`), then
@@ -139,4 +156,23 @@ pub trait State: Debug + Send + Sync {
 
     /// The whole state, in the format [`State::set`] accepts.
     fn get_root(&self) -> Bytes;
+
+    /// The live entries whose key starts with `prefix`, at most `limit` of them (in key
+    /// order), in the format [`State::set`] accepts.
+    fn list(&self, prefix: &dyn StateValue, limit: Option<usize>) -> Result<Bytes, StateError> {
+        let _ = (prefix, limit);
+        Err(StateError::Unsupported("listing keys"))
+    }
+
+    /// A feed of every change from now on, from local writes and from peers alike.
+    fn subscribe(&self) -> Result<Changes, StateError> {
+        Err(StateError::Unsupported("subscriptions"))
+    }
+
+    /// The changes after point `since`, one per key (the newest), in history order, at
+    /// most `max` of them: what a subscriber that saw `since` missed.
+    fn changes_since(&self, since: u64, max: usize) -> Result<Vec<Change>, StateError> {
+        let _ = (since, max);
+        Err(StateError::Unsupported("subscriptions"))
+    }
 }
