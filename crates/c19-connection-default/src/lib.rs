@@ -1,1 +1,127 @@
-//! Placeholder: implemented by its own issue.
+//! The `Default` connection layer of c19: HTTP gossip of state changes, with periodic
+//! pulls of the full state to repair what gossip missed.
+//!
+//! ```yaml
+//! connection:
+//!   kind: Default
+//!   port: 4097            # peers call this port
+//!   push_interval: 1000   # ms between pushes of recent changes
+//!   pull_interval: 60000  # ms between pulls of the full state
+//!   r0: 3                 # peers per push and per pull, chosen at random
+//!   timeout: 1000         # ms to connect to a peer and to complete a push
+//!   peer_provider: { kind: Static, peers: ["10.0.0.2:4097", "c19-1.c19.svc"] }
+//! ```
+//!
+//! It speaks the 0.1 protocol, so 0.1 and c19 agents can share a cluster:
+//!
+//! - the **peer server** answers `GET /<version>` with the whole state (204 when the
+//!   version is its own) and merges `PUT /` bodies; see [`server`](crate::server) docs
+//!   for its limits and errors;
+//! - the **publisher** pushes every change (new keys, updates, deletions) made or
+//!   learned since its last push to `r0` random peers;
+//! - the **receiver** pulls from `r0` random peers at start and every `pull_interval`.
+//!
+//! One pooled keep-alive HTTP client serves all peers, with timeouts and a bound on
+//! requests in flight. A failing peer is skipped for an exponentially growing time and
+//! logged once per state change. The agent never talks to itself: it recognises its own
+//! address, and a random node id sent with every request and response unmasks it behind
+//! any other address. Counters of the traffic are served on `GET /_c19/stats`.
+
+mod client;
+mod config;
+mod error;
+mod gossip;
+mod identity;
+mod peers;
+mod publisher;
+mod receiver;
+mod server;
+mod stats;
+
+#[cfg(test)]
+mod tests;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use c19_core::{
+    Connection, LayerError, SafeState, Shutdown, reexports::futures::future::BoxFuture,
+};
+use tokio::net::TcpListener;
+
+pub use config::DefaultConnection;
+pub use error::{Error, Result};
+pub use identity::{NODE_HEADER, NodeId};
+pub use stats::{Stats, StatsSnapshot};
+
+use crate::{client::PeerClient, gossip::Gossip, peers::PeerBook, server::PeerServer};
+
+#[typetag::serde(name = "Default")]
+impl Connection for DefaultConnection {
+    fn start(&self, state: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
+        Box::pin(async move {
+            let addr = SocketAddr::new(self.address, self.port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| LayerError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            self.run(listener, state, shutdown).await
+        })
+    }
+}
+
+impl DefaultConnection {
+    /// Runs the connection on an already bound `listener` until `shutdown` is cancelled.
+    async fn run(
+        &self,
+        listener: TcpListener,
+        state: SafeState,
+        shutdown: Shutdown,
+    ) -> Result<(), LayerError> {
+        let local = listener.local_addr()?;
+        let settings = self.settings(local.port());
+        let node = NodeId::random();
+        let stats = Arc::new(Stats::default());
+        tracing::info!(%local, node = %node, "peer server listening");
+
+        let provider = self.peer_provider.as_deref();
+        match provider {
+            Some(provider) => provider.init(shutdown.child_token()).await?,
+            None => tracing::warn!(
+                "no peer_provider configured: this agent exchanges its state with nobody"
+            ),
+        }
+        let server = Arc::new(PeerServer {
+            state: state.clone(),
+            node: node.clone(),
+            stats: stats.clone(),
+            body_limit: settings.body_limit,
+            body_timeout: settings.server_timeout,
+        });
+        let gossip = Gossip {
+            state,
+            provider,
+            book: PeerBook::new(
+                local.ip(),
+                local.port(),
+                settings.dial_port,
+                settings.backoff,
+            ),
+            client: PeerClient::new(&settings, node).map_err(LayerError::other)?,
+            settings,
+            stats,
+        };
+        tokio::join!(
+            server::serve(
+                listener,
+                server::router(server),
+                settings.server_timeout,
+                shutdown.clone()
+            ),
+            publisher::run(&gossip, &shutdown),
+            receiver::run(&gossip, &shutdown),
+        );
+        Ok(())
+    }
+}

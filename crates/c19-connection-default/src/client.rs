@@ -1,0 +1,179 @@
+//! The HTTP client that talks to peers: one pooled, keep-alive client for all of them,
+//! with timeouts, a bound on requests in flight, and a size limit on what it reads.
+//!
+//! It speaks only what a 0.1 peer understands: `PUT /` with a map of changes, and
+//! `GET /<version>` answered with the full state or 204.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use bytes::{Bytes, BytesMut};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::sync::Semaphore;
+
+use crate::{
+    config::Settings,
+    error::{Error, Result},
+    identity::{NODE_HEADER, NodeId},
+};
+
+/// Bytes of an error response kept for the log.
+const SNIPPET: usize = 512;
+
+/// Characters escaped in the version path segment: everything but unreserved ones, so a
+/// version can never add a path segment or a query.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
+/// What a pull brought back.
+#[derive(Debug)]
+pub(crate) enum Pulled {
+    /// The peer holds the same version (HTTP 204).
+    UpToDate,
+    /// The peer's whole state.
+    State(Bytes),
+}
+
+/// The client side of the connection.
+#[derive(Debug)]
+pub(crate) struct PeerClient {
+    http: reqwest::Client,
+    node: NodeId,
+    permits: Semaphore,
+    push_timeout: Duration,
+    pull_timeout: Duration,
+    body_limit: usize,
+}
+
+impl PeerClient {
+    /// A client that identifies itself as `node`.
+    pub fn new(settings: &Settings, node: NodeId) -> Result<Self> {
+        // reqwest is built without a bundled crypto provider; peers speak plain HTTP but
+        // the builder still wants one. Another layer may have installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = HeaderMap::new();
+        headers.insert(HeaderName::from_static(NODE_HEADER), node.header_value());
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!("c19/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .connect_timeout(settings.timeout)
+            // A peer that stops sending in the middle of a response.
+            .read_timeout(settings.server_timeout)
+            // Our servers close connections idle for `server_timeout`: let go first.
+            .pool_idle_timeout(settings.server_timeout / 2)
+            .pool_max_idle_per_host(2)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(Error::Client)?;
+        Ok(Self {
+            http,
+            node,
+            permits: Semaphore::new(settings.concurrency),
+            push_timeout: settings.timeout,
+            // A full state can be large; a pull may take until the next one is due.
+            pull_timeout: settings.pull_interval.max(settings.server_timeout),
+            body_limit: settings.body_limit,
+        })
+    }
+
+    /// Sends `changes` to the peer at `addr` with `PUT /`.
+    pub async fn push(&self, addr: SocketAddr, changes: Bytes) -> Result<()> {
+        let _permit = self.permits.acquire().await;
+        let response = self
+            .http
+            .put(format!("http://{addr}/"))
+            .timeout(self.push_timeout)
+            .body(changes)
+            .send()
+            .await
+            .map_err(Error::Request)?;
+        let response = self.check_identity(addr, response)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let message = snippet(response).await;
+        Err(if status.is_client_error() {
+            Error::Refused {
+                status: status.as_u16(),
+                message,
+            }
+        } else {
+            Error::Status {
+                status: status.as_u16(),
+                message,
+            }
+        })
+    }
+
+    /// Asks the peer at `addr` for its state unless it is at `version`, with
+    /// `GET /<version>`.
+    pub async fn pull(&self, addr: SocketAddr, version: &str) -> Result<Pulled> {
+        let _permit = self.permits.acquire().await;
+        let url = format!("http://{addr}/{}", utf8_percent_encode(version, SEGMENT));
+        let response = self
+            .http
+            .get(url)
+            .timeout(self.pull_timeout)
+            .send()
+            .await
+            .map_err(Error::Request)?;
+        let response = self.check_identity(addr, response)?;
+        match response.status() {
+            StatusCode::NO_CONTENT => Ok(Pulled::UpToDate),
+            StatusCode::OK => Ok(Pulled::State(
+                read_limited(response, self.body_limit).await?,
+            )),
+            status => Err(Error::Status {
+                status: status.as_u16(),
+                message: snippet(response).await,
+            }),
+        }
+    }
+
+    /// Fails with [`Error::IsSelf`] when the response comes from this agent.
+    fn check_identity(
+        &self,
+        addr: SocketAddr,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response> {
+        if self.node.is(response.headers().get(NODE_HEADER)) {
+            return Err(Error::IsSelf {
+                peer: addr.to_string(),
+            });
+        }
+        Ok(response)
+    }
+}
+
+/// The whole body, unless it is larger than `limit`.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes> {
+    let too_large = Error::TooLarge { limit };
+    if response
+        .content_length()
+        .is_some_and(|length| usize::try_from(length).map_or(true, |length| length > limit))
+    {
+        return Err(too_large);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::Request)? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The start of the body, for an error message.
+async fn snippet(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= SNIPPET {
+            body.truncate(SNIPPET);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).trim().to_owned()
+}

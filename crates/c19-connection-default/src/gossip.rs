@@ -1,0 +1,136 @@
+//! What the publisher and the receiver share: the state, the peers, the client, and the
+//! bookkeeping of each exchange (health, logs, counters).
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use c19_core::{Applied, Diff, PeerProvider, SafeState};
+
+use crate::{
+    client::{PeerClient, Pulled},
+    config::Settings,
+    error::{Error, Result},
+    peers::{PeerBook, Target},
+    stats::Stats,
+};
+
+/// How one exchange with a peer went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The peer took the data (or answered the pull).
+    Done,
+    /// The peer is up but refused the data.
+    Refused,
+    /// The peer could not be reached, failed, or is this agent.
+    Failed,
+}
+
+/// The client side of the connection.
+#[derive(Debug)]
+pub(crate) struct Gossip<'a> {
+    /// The local state.
+    pub state: SafeState,
+    /// Who the peers are; `None`: nobody.
+    pub provider: Option<&'a dyn PeerProvider>,
+    /// Health and identity of the peers.
+    pub book: PeerBook,
+    /// The HTTP client.
+    pub client: PeerClient,
+    /// The configuration.
+    pub settings: Settings,
+    /// Traffic counters.
+    pub stats: Arc<Stats>,
+}
+
+impl Gossip<'_> {
+    /// Up to `r0` random peers for one round.
+    pub fn choose(&self) -> Vec<Target> {
+        let Some(provider) = self.provider else {
+            return Vec::new();
+        };
+        self.book
+            .choose(&provider.get(), self.settings.r0, Instant::now())
+    }
+
+    /// The changes after `since`, at most about `max_push_bytes` of them.
+    pub async fn diff(&self, since: u64) -> Result<Diff> {
+        let state = self.state.clone();
+        let max_bytes = self.settings.max_push_bytes;
+        Ok(tokio::task::spawn_blocking(move || state.diff(since, max_bytes)).await??)
+    }
+
+    /// Sends `changes` to `target`.
+    pub async fn push(&self, target: &Target, changes: Bytes) -> Outcome {
+        let length = changes.len();
+        let result = match self.book.resolve(target, self.settings.timeout).await {
+            Ok(addr) => self.client.push(addr, changes).await,
+            Err(error) => Err(error),
+        };
+        match &result {
+            Ok(()) => self.stats.push_sent(length, true),
+            Err(Error::Refused { .. }) => self.stats.push_sent(length, false),
+            Err(_) => self.stats.push_failed(),
+        }
+        self.judge(target, result.map(|()| None))
+    }
+
+    /// Pulls from `target` unless it is at our version, and merges what comes back.
+    pub async fn pull(&self, target: &Target) -> Outcome {
+        let result = async {
+            let addr = self.book.resolve(target, self.settings.timeout).await?;
+            let version = self.state.version();
+            let pulled = self.client.pull(addr, &version).await;
+            match pulled? {
+                Pulled::UpToDate => {
+                    self.stats.pull_answered(0);
+                    Ok(None)
+                }
+                Pulled::State(body) => {
+                    let length = body.len();
+                    let applied = self.merge(body).await;
+                    // Bytes arrived either way; only a merged pull counts as one.
+                    if applied.is_ok() {
+                        self.stats.pull_answered(length);
+                    }
+                    applied.map(Some)
+                }
+            }
+        }
+        .await;
+        if result.is_err() {
+            self.stats.pull_failed();
+        }
+        if let Ok(Some(applied)) = &result {
+            tracing::debug!(peer = %target.name, applied = applied.applied, "merged a pull");
+        }
+        self.judge(target, result)
+    }
+
+    async fn merge(&self, body: Bytes) -> Result<Applied> {
+        let state = self.state.clone();
+        Ok(tokio::task::spawn_blocking(move || state.set(&body)).await??)
+    }
+
+    /// Records how an exchange with `target` went.
+    fn judge(&self, target: &Target, result: Result<Option<Applied>>) -> Outcome {
+        match result {
+            Ok(_) => {
+                self.book.succeeded(target);
+                Outcome::Done
+            }
+            Err(Error::IsSelf { .. }) => {
+                self.book.mark_self(target);
+                Outcome::Failed
+            }
+            Err(error) if error.is_refusal() => {
+                self.book.refused(target, &error, self.state.head());
+                Outcome::Refused
+            }
+            Err(error) => {
+                self.book
+                    .failed(target, &error, self.state.head(), Instant::now());
+                Outcome::Failed
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Choosing whom to talk to: sampling, recognising this agent itself, backing off from
+//! peers that fail, and resolving names each round.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use c19_core::{Peer, peer::Host};
+use rand::seq::IndexedRandom;
+
+use crate::{
+    config::MAX_BACKOFF,
+    error::{Error, Result},
+};
+
+/// A peer chosen for one exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// `host:port` as dialled; the key of the peer's health record.
+    pub name: String,
+    /// The peer as the provider gave it.
+    pub peer: Peer,
+}
+
+/// How one peer has been doing.
+#[derive(Debug)]
+struct Health {
+    /// Failures in a row.
+    failures: u32,
+    /// Skip the peer until then.
+    retry_at: Instant,
+    /// The state head when a failure of this peer was last logged as a warning.
+    logged_at: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    health: HashMap<String, Health>,
+    /// Peers found to be this agent.
+    myself: HashSet<String>,
+}
+
+/// What this connection knows about its peers.
+#[derive(Debug)]
+pub(crate) struct PeerBook {
+    /// The port the own peer server listens on.
+    own_port: u16,
+    /// The address the own peer server is bound to.
+    bind_ip: IpAddr,
+    /// The port dialled on peers given without one.
+    dial_port: u16,
+    /// The first back-off; doubles with each failure in a row.
+    backoff: Duration,
+    book: Mutex<Book>,
+}
+
+impl PeerBook {
+    /// A book for an agent listening on `bind_ip:own_port`.
+    pub fn new(bind_ip: IpAddr, own_port: u16, dial_port: u16, backoff: Duration) -> Self {
+        Self {
+            own_port,
+            bind_ip,
+            dial_port,
+            backoff,
+            book: Mutex::default(),
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // The book holds no invariant a panic could break: keep using it.
+        self.book
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether dialling `addr` would reach this agent's own peer server.
+    pub fn is_own_address(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
+        addr.port() == self.own_port
+            && (ip.is_loopback() || ip.is_unspecified() || ip == self.bind_ip.to_canonical())
+    }
+
+    /// Up to `r0` distinct peers from `peers`, chosen at random among those that are not
+    /// this agent and not backed off at `now`.
+    pub fn choose(&self, peers: &[Peer], r0: usize, now: Instant) -> Vec<Target> {
+        let book = self.book();
+        let mut seen = HashSet::new();
+        let candidates: Vec<Target> = peers
+            .iter()
+            .filter_map(|peer| {
+                let name = peer.authority(self.dial_port);
+                if !seen.insert(name.clone()) || book.myself.contains(&name) {
+                    return None;
+                }
+                if let Host::Ip(ip) = peer.host
+                    && self.is_own_address(SocketAddr::new(ip, peer.port.unwrap_or(self.dial_port)))
+                {
+                    return None;
+                }
+                if book
+                    .health
+                    .get(&name)
+                    .is_some_and(|health| health.retry_at > now)
+                {
+                    return None;
+                }
+                Some(Target {
+                    name,
+                    peer: peer.clone(),
+                })
+            })
+            .collect();
+        drop(book);
+        candidates
+            .choose_multiple(&mut rand::rng(), r0)
+            .cloned()
+            .collect()
+    }
+
+    /// The socket address to dial for `target`, resolving host names now.
+    pub async fn resolve(&self, target: &Target, timeout: Duration) -> Result<SocketAddr> {
+        let addr = match &target.peer.host {
+            Host::Ip(ip) => SocketAddr::new(*ip, target.peer.port.unwrap_or(self.dial_port)),
+            Host::Name(_) => {
+                let resolve_error = |source| Error::Resolve {
+                    peer: target.name.clone(),
+                    source,
+                };
+                let lookup = tokio::net::lookup_host(target.name.as_str());
+                let mut addrs = tokio::time::timeout(timeout, lookup)
+                    .await
+                    .map_err(|elapsed| resolve_error(elapsed.into()))?
+                    .map_err(resolve_error)?;
+                addrs.next().ok_or_else(|| Error::NoAddress {
+                    peer: target.name.clone(),
+                })?
+            }
+        };
+        if self.is_own_address(addr) {
+            self.mark_self(target);
+            return Err(Error::IsSelf {
+                peer: target.name.clone(),
+            });
+        }
+        Ok(addr)
+    }
+
+    /// Remembers that `target` is this agent, so it is never chosen again.
+    pub fn mark_self(&self, target: &Target) {
+        if self.book().myself.insert(target.name.clone()) {
+            tracing::info!(peer = %target.name, "this peer is this agent itself; skipping it");
+        }
+    }
+
+    /// Records a successful exchange with `target`: its back-off is over.
+    pub fn succeeded(&self, target: &Target) {
+        if let Some(health) = self.book().health.remove(&target.name) {
+            tracing::info!(
+                peer = %target.name,
+                failures = health.failures,
+                "peer is reachable again"
+            );
+        }
+    }
+
+    /// Records that `target` failed while the state was at `head`: skips it for a
+    /// growing time, and logs a warning unless one was logged at this same head.
+    pub fn failed(&self, target: &Target, error: &Error, head: u64, now: Instant) {
+        let mut book = self.book();
+        let health = book.health.entry(target.name.clone()).or_insert(Health {
+            failures: 0,
+            retry_at: now,
+            logged_at: None,
+        });
+        health.failures = health.failures.saturating_add(1);
+        let backoff = self.backoff_after(health.failures);
+        health.retry_at = now + backoff;
+        let first_at_head = health.logged_at != Some(head);
+        health.logged_at = Some(head);
+        let failures = health.failures;
+        drop(book);
+        if first_at_head {
+            tracing::warn!(peer = %target.name, failures, ?backoff, "peer failed: {error}");
+        } else {
+            tracing::debug!(peer = %target.name, failures, ?backoff, "peer failed: {error}");
+        }
+    }
+
+    /// Records that `target` is up but refused what was sent, at state `head`: no
+    /// back-off, but a warning once per state change.
+    pub fn refused(&self, target: &Target, error: &Error, head: u64) {
+        let mut book = self.book();
+        let now = Instant::now();
+        let health = book.health.entry(target.name.clone()).or_insert(Health {
+            failures: 0,
+            retry_at: now,
+            logged_at: None,
+        });
+        let first_at_head = health.logged_at != Some(head);
+        health.logged_at = Some(head);
+        drop(book);
+        if first_at_head {
+            tracing::warn!(peer = %target.name, "{error}");
+        } else {
+            tracing::debug!(peer = %target.name, "{error}");
+        }
+    }
+
+    /// How long to skip a peer after `failures` failures in a row.
+    fn backoff_after(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        self.backoff.saturating_mul(1 << doublings).min(MAX_BACKOFF)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const OWN: u16 = 4097;
+
+    fn book() -> PeerBook {
+        PeerBook::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            OWN,
+            OWN,
+            Duration::from_millis(100),
+        )
+    }
+
+    fn peers(list: &[&str]) -> Vec<Peer> {
+        list.iter().map(|peer| peer.parse().unwrap()).collect()
+    }
+
+    fn names(targets: &[Target]) -> Vec<String> {
+        let mut names: Vec<String> = targets.iter().map(|target| target.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    fn failure() -> Error {
+        Error::Status {
+            status: 503,
+            message: "down".into(),
+        }
+    }
+
+    #[test]
+    fn never_chooses_its_own_address() {
+        let book = book();
+        let list = peers(&[
+            "127.0.0.1",
+            "127.0.0.1:4097",
+            "0.0.0.0:4097",
+            "[::1]:4097",
+            "10.0.0.2",
+            "127.0.0.1:4098",
+        ]);
+        for _ in 0..20 {
+            assert_eq!(
+                names(&book.choose(&list, 10, Instant::now())),
+                ["10.0.0.2:4097", "127.0.0.1:4098"]
+            );
+        }
+        // Another node's port on loopback is a peer; the bound IP with the own port is not.
+        let bound = PeerBook::new(
+            "10.0.0.1".parse().unwrap(),
+            OWN,
+            OWN,
+            Duration::from_millis(100),
+        );
+        assert_eq!(
+            names(&bound.choose(&peers(&["10.0.0.1", "10.0.0.1:1"]), 10, Instant::now())),
+            ["10.0.0.1:1"]
+        );
+    }
+
+    #[test]
+    fn samples_at_most_r0_distinct_peers_at_random() {
+        let book = book();
+        let list = peers(&[
+            "10.0.0.1",
+            "10.0.0.2",
+            "10.0.0.3",
+            "10.0.0.4",
+            "10.0.0.1:4097",
+        ]);
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            let chosen = names(&book.choose(&list, 2, Instant::now()));
+            assert_eq!(chosen.len(), 2);
+            assert_ne!(chosen[0], chosen[1]);
+            seen.extend(chosen);
+        }
+        assert_eq!(seen.len(), 4, "every peer is chosen sometimes: {seen:?}");
+    }
+
+    #[test]
+    fn skips_peers_found_to_be_itself() {
+        let book = book();
+        let list = peers(&["10.0.0.1", "10.0.0.2"]);
+        let me = book
+            .choose(&list, 2, Instant::now())
+            .into_iter()
+            .find(|t| t.name == "10.0.0.1:4097")
+            .unwrap();
+        book.mark_self(&me);
+        assert_eq!(
+            names(&book.choose(&list, 2, Instant::now())),
+            ["10.0.0.2:4097"]
+        );
+    }
+
+    #[test]
+    fn backs_off_failing_peers_exponentially_and_resets_on_success() {
+        let book = book();
+        let list = peers(&["10.0.0.1", "10.0.0.2"]);
+        let target = Target {
+            name: "10.0.0.1:4097".into(),
+            peer: list[0].clone(),
+        };
+        let start = Instant::now();
+        book.failed(&target, &failure(), 1, start);
+        assert_eq!(names(&book.choose(&list, 2, start)), ["10.0.0.2:4097"]);
+        assert_eq!(
+            book.choose(&list, 2, start + Duration::from_millis(100))
+                .len(),
+            2
+        );
+        book.failed(&target, &failure(), 1, start);
+        book.failed(&target, &failure(), 1, start);
+        // Third failure in a row: skipped for 400 ms.
+        assert_eq!(
+            book.choose(&list, 2, start + Duration::from_millis(399))
+                .len(),
+            1
+        );
+        assert_eq!(
+            book.choose(&list, 2, start + Duration::from_millis(400))
+                .len(),
+            2
+        );
+        for _ in 0..40 {
+            book.failed(&target, &failure(), 2, start);
+        }
+        assert_eq!(
+            book.choose(&list, 2, start + MAX_BACKOFF - Duration::from_millis(1))
+                .len(),
+            1
+        );
+        assert_eq!(book.choose(&list, 2, start + MAX_BACKOFF).len(), 2);
+        book.succeeded(&target);
+        assert_eq!(book.choose(&list, 2, start).len(), 2);
+    }
+
+    #[test]
+    fn a_refusal_does_not_back_off() {
+        let book = book();
+        let list = peers(&["10.0.0.1"]);
+        let target = book.choose(&list, 1, Instant::now()).remove(0);
+        book.refused(&target, &failure(), 1);
+        assert_eq!(book.choose(&list, 1, Instant::now()).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn resolves_names_and_recognises_itself_after_resolution() {
+        let book = book();
+        let list = peers(&["localhost:4097", "localhost:4999", "10.0.0.9"]);
+        let chosen = book.choose(&list, 3, Instant::now());
+        assert_eq!(
+            chosen.len(),
+            3,
+            "names cannot be judged before they are resolved"
+        );
+        for target in &chosen {
+            let resolved = book.resolve(target, Duration::from_secs(5)).await;
+            match target.name.as_str() {
+                "localhost:4097" => assert!(
+                    matches!(resolved, Err(Error::IsSelf { .. })),
+                    "{resolved:?}"
+                ),
+                "localhost:4999" => assert!(resolved.unwrap().ip().is_loopback()),
+                _ => assert_eq!(resolved.unwrap(), "10.0.0.9:4097".parse().unwrap()),
+            }
+        }
+        assert_eq!(book.choose(&list, 3, Instant::now()).len(), 2);
+        let unknown = Target {
+            name: "no-such-host.invalid:1".into(),
+            peer: "no-such-host.invalid:1".parse().unwrap(),
+        };
+        assert!(
+            book.resolve(&unknown, Duration::from_secs(5))
+                .await
+                .is_err()
+        );
+    }
+}

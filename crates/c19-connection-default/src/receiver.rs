@@ -1,0 +1,43 @@
+//! The receiver: pulls the full state from `r0` random peers, sending its own version so
+//! a peer that holds the same data answers 204, and merges what comes back.
+//!
+//! It pulls at once on start, and every `push_interval` until some peer has answered (a
+//! restarted, empty agent catches up without waiting); then every `pull_interval`.
+//! Peers of one round are asked one after the other with the version of the moment, so
+//! once one answer brought this agent up to date the others cost nothing.
+
+use c19_core::Shutdown;
+
+use crate::gossip::{Gossip, Outcome};
+
+/// Pulls until `shutdown` is cancelled.
+pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
+    let mut synced = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            answered = pull(gossip) => synced |= answered,
+        }
+        let pause = if synced {
+            gossip.settings.pull_interval
+        } else {
+            gossip
+                .settings
+                .push_interval
+                .min(gossip.settings.pull_interval)
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// One round; returns whether some peer answered.
+pub(crate) async fn pull(gossip: &Gossip<'_>) -> bool {
+    let mut answered = false;
+    for target in gossip.choose() {
+        answered |= gossip.pull(&target).await == Outcome::Done;
+    }
+    answered
+}

@@ -1,0 +1,228 @@
+//! The peer server: what other agents (c19 or 0.1) call.
+//!
+//! - `GET /<version>`: the whole state, or 204 when `<version>` is this agent's version
+//!   (`GET /` always returns the state).
+//! - `PUT /` with a map of entries: merged into the state; 204. A body the state refuses
+//!   gets 400, one over `body_limit` 413, one that is too slow 408, each with
+//!   `{"error": "..."}` and no change to the state.
+//! - `GET /_c19/stats`: the traffic counters. Paths under `/_c19/` are reserved (versions
+//!   never contain `/`).
+//!
+//! Every response carries this agent's node id; a request carrying it is refused.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Path, Request, State, rejection::PathRejection},
+    http::{HeaderMap, HeaderName, StatusCode, header::CONTENT_LENGTH},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use bytes::{Bytes, BytesMut};
+use c19_core::{SafeState, StateError};
+use futures::StreamExt;
+
+use crate::{
+    identity::{NODE_HEADER, NodeId},
+    stats::Stats,
+};
+
+mod serve;
+
+pub(crate) use serve::serve;
+
+/// Bodies up to this size are merged on the async worker; larger ones on the blocking
+/// pool, so a big merge does not stall other connections.
+const INLINE_BYTES: usize = 256 << 10;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub(crate) struct PeerServer {
+    /// The state to serve and merge into.
+    pub state: SafeState,
+    /// This agent's id.
+    pub node: NodeId,
+    /// Traffic counters.
+    pub stats: Arc<Stats>,
+    /// The largest body accepted.
+    pub body_limit: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+/// The routes of the peer server.
+pub(crate) fn router(server: Arc<PeerServer>) -> Router {
+    Router::new()
+        .route("/_c19/stats", get(stats))
+        .route("/", get(whole_state).put(merge))
+        .route("/{version}", get(state_unless_at))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path on the c19 peer port") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this path",
+            )
+        })
+        .layer(middleware::from_fn_with_state(server.clone(), identify))
+        .with_state(server)
+}
+
+/// A JSON error response.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// Refuses requests from this agent itself and marks every response with its id.
+async fn identify(State(server): State<Arc<PeerServer>>, request: Request, next: Next) -> Response {
+    let mut response = if server.node.is(request.headers().get(NODE_HEADER)) {
+        error(
+            StatusCode::CONFLICT,
+            "this request comes from this agent itself",
+        )
+    } else {
+        next.run(request).await
+    };
+    response.headers_mut().insert(
+        HeaderName::from_static(NODE_HEADER),
+        server.node.header_value(),
+    );
+    response
+}
+
+async fn stats(State(server): State<Arc<PeerServer>>) -> Response {
+    Json(server.stats.snapshot()).into_response()
+}
+
+async fn whole_state(State(server): State<Arc<PeerServer>>) -> Response {
+    serve_state(&server).await
+}
+
+async fn state_unless_at(
+    State(server): State<Arc<PeerServer>>,
+    version: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Path(version) = match version {
+        Ok(version) => version,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    if version == server.state.version() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        serve_state(&server).await
+    }
+}
+
+async fn serve_state(server: &PeerServer) -> Response {
+    let state = server.state.clone();
+    match tokio::task::spawn_blocking(move || state.get_root()).await {
+        Ok(root) => {
+            server.stats.pull_served(root.len());
+            root.into_response()
+        }
+        Err(failure) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the state: {failure}"),
+        ),
+    }
+}
+
+async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_body(&server, &headers, body).await {
+        Ok(body) => body,
+        Err((read, response)) => {
+            server.stats.refused(read);
+            return response;
+        }
+    };
+    let length = body.len();
+    let result = if length <= INLINE_BYTES {
+        server.state.set(&body)
+    } else {
+        let state = server.state.clone();
+        match tokio::task::spawn_blocking(move || state.set(&body)).await {
+            Ok(result) => result,
+            Err(failure) => {
+                server.stats.refused(length);
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("merge failed: {failure}"),
+                );
+            }
+        }
+    };
+    match result {
+        Ok(applied) => {
+            server.stats.push_received(length);
+            tracing::trace!(
+                applied = applied.applied,
+                ignored = applied.ignored,
+                "merged a push"
+            );
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refusal) => {
+            server.stats.refused(length);
+            tracing::debug!("refused a push: {refusal}");
+            let status = match refusal {
+                StateError::Invalid(_) => StatusCode::BAD_REQUEST,
+                StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+                StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(status, refusal.to_string())
+        }
+    }
+}
+
+/// The request body, or the error response (and how many bytes were read).
+async fn read_body(
+    server: &PeerServer,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, (usize, Response)> {
+    let limit = server.body_limit;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body exceeds the limit of {limit} bytes (`body_limit`)"),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| usize::try_from(length).map_or(true, |length| length > limit))
+    {
+        return Err((0, too_large()));
+    }
+    let mut read = BytesMut::new();
+    let mut stream = body.into_data_stream();
+    let reading = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|failure| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {failure}"),
+                )
+            })?;
+            if read.len().saturating_add(chunk.len()) > limit {
+                return Err(too_large());
+            }
+            read.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(server.body_timeout, reading).await {
+        Ok(Ok(())) => Ok(read.freeze()),
+        Ok(Err(response)) => Err((read.len(), response)),
+        Err(_) => Err((
+            read.len(),
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {:?}", server.body_timeout),
+            ),
+        )),
+    }
+}

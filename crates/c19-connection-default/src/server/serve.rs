@@ -1,0 +1,92 @@
+//! The accept loop of the peer server.
+//!
+//! `axum::serve` has no knobs for slow clients, so connections are served with hyper
+//! directly: headers must arrive within the server timeout, a connection that sends or
+//! reads nothing for that long is closed, the number of open connections is bounded,
+//! and on shutdown open connections finish their request and close.
+
+use std::{io, sync::Arc, time::Duration};
+
+use axum::Router;
+use c19_core::Shutdown;
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_io_timeout::TimeoutStream;
+
+/// Open connections beyond this wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// How long open connections may take to finish after shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Pause after a failed `accept` (out of file descriptors, usually).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `router` on `listener` until `shutdown` is cancelled.
+///
+/// `timeout` bounds how long a client may take to send its headers; a connection that
+/// stays silent twice that long in either direction (idle keep-alive included) is
+/// closed. The margin lets a handler that gave up on a slow body (after `timeout`) still
+/// send its answer.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeout: Duration,
+    shutdown: Shutdown,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, remote) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(failure) => {
+                    log_accept_error(&failure);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_read_timeout(Some(timeout * 2));
+        stream.set_write_timeout(Some(timeout * 2));
+        let service = TowerToHyperService::new(router.clone());
+        let connection = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(failure) = connection.await {
+                tracing::debug!(%remote, "peer connection closed: {failure}");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("peer connections still open after {SHUTDOWN_GRACE:?}; closing them");
+        }
+    }
+}
+
+fn log_accept_error(failure: &io::Error) {
+    tracing::warn!("cannot accept a peer connection: {failure}");
+}

@@ -1,0 +1,149 @@
+//! The publisher and the receiver, one round at a time.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use c19_core::State;
+use c19_peer_provider_static::StaticPeerProvider;
+use serde_json::json;
+
+use super::{Recorder, config, gossip, mem_state::MemState, start_server};
+use crate::{client::PeerClient, publisher::publish, receiver::pull};
+
+fn provider(peers: &[String]) -> StaticPeerProvider {
+    serde_json::from_value(json!({ "peers": peers })).unwrap()
+}
+
+#[tokio::test]
+async fn publishes_new_and_updated_keys_in_pages_of_max_push_bytes() {
+    let (recorder, addr) = Recorder::start().await;
+    let peers = [addr.to_string()];
+    let mut config = config(&peers);
+    config.max_push_bytes = 300.try_into().unwrap();
+    let provider = provider(&peers);
+    let (state, shared) = MemState::shared();
+    let gossip = gossip(&config, &provider, shared, 1);
+
+    for i in 0..20 {
+        state.put(
+            &format!("key-{i:02}"),
+            json!(format!("value number {i}")),
+            1000 + i,
+        );
+    }
+    let since = publish(&gossip, 0).await;
+    assert_eq!(since, state.head());
+    let bodies = recorder.bodies.lock().unwrap().clone();
+    assert!(
+        bodies.len() >= 4,
+        "20 entries of ~50 bytes in pages of 300: {} pages",
+        bodies.len()
+    );
+    assert!(
+        bodies.iter().all(|body| body.len() <= 300),
+        "a page exceeds max_push_bytes"
+    );
+    assert_eq!(recorder.entries().len(), 20);
+
+    // An update to an existing key is pushed, and only it.
+    state.put("key-07", json!("updated"), 5000);
+    let since = publish(&gossip, since).await;
+    let bodies = recorder.bodies.lock().unwrap().clone();
+    let last: serde_json::Value = serde_json::from_slice(bodies.last().unwrap()).unwrap();
+    assert_eq!(last, json!({"key-07": {"value": "updated", "ts": 5000}}));
+
+    // Nothing new: nothing sent.
+    let count = bodies.len();
+    assert_eq!(publish(&gossip, since).await, since);
+    assert_eq!(recorder.bodies.lock().unwrap().len(), count);
+    assert_eq!(gossip.stats.snapshot().pushes as usize, count);
+}
+
+#[tokio::test]
+async fn keeps_changes_until_a_peer_takes_them() {
+    let (recorder, addr) = Recorder::start().await;
+    let peers = [addr.to_string()];
+    let config = config(&peers);
+    let provider = provider(&peers);
+    let (state, shared) = MemState::shared();
+    let gossip = gossip(&config, &provider, shared, 1);
+    state.put("written-during-the-cut", json!(1), 1);
+
+    recorder.down.store(true, Ordering::SeqCst);
+    assert_eq!(publish(&gossip, 0).await, 0, "nobody took the change");
+    assert_eq!(gossip.stats.snapshot().push_errors, 1);
+    // Backed off: not even tried.
+    assert_eq!(publish(&gossip, 0).await, 0);
+    assert_eq!(gossip.stats.snapshot().push_errors, 1);
+
+    recorder.down.store(false, Ordering::SeqCst);
+    let mut since = 0;
+    for _ in 0..250 {
+        since = publish(&gossip, since).await;
+        if since == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(since, 1, "the change went out once the peer was back");
+    assert!(recorder.entries().contains_key("written-during-the-cut"));
+}
+
+#[tokio::test]
+async fn pulls_the_state_then_gets_nothing_once_equal() {
+    let (remote, remote_shared) = MemState::shared();
+    remote.put("a", json!("from the peer"), 7);
+    remote.put("b", json!([1, 2]), 8);
+    let server = start_server(remote_shared, 1 << 20, Duration::from_secs(1)).await;
+    let peers = [server.addr.to_string()];
+    let config = config(&peers);
+    let provider = provider(&peers);
+    let (local, shared) = MemState::shared();
+    let gossip = gossip(&config, &provider, shared, 1);
+
+    assert!(pull(&gossip).await);
+    assert_eq!(local.value("a"), Some(json!("from the peer")));
+    assert_eq!(local.version(), remote.version());
+    assert!(pull(&gossip).await, "an up-to-date answer is an answer");
+    assert_eq!(
+        server.stats.snapshot().pulls_served,
+        1,
+        "the second pull got 204"
+    );
+    let stats = gossip.stats.snapshot();
+    assert_eq!((stats.pulls, stats.pull_errors), (2, 0));
+    assert!(stats.bytes_received > 0);
+}
+
+#[tokio::test]
+async fn a_pulled_state_the_local_state_refuses_changes_nothing() {
+    let (_recorder, addr) = Recorder::start().await;
+    let peers = [addr.to_string()];
+    let config = config(&peers);
+    let provider = provider(&peers);
+    let (local, shared) = MemState::shared();
+    local.put("mine", json!(1), 1);
+    let gossip = gossip(&config, &provider, shared, 1);
+    assert!(!pull(&gossip).await);
+    assert_eq!((local.len(), local.head()), (1, 1));
+    assert_eq!(gossip.stats.snapshot().pull_errors, 1);
+}
+
+#[tokio::test]
+async fn never_talks_to_itself_behind_an_unrecognised_address() {
+    let (_, remote_shared) = MemState::shared();
+    let server = start_server(remote_shared, 1 << 20, Duration::from_secs(1)).await;
+    // The server is this very agent: same node id, on a port the book does not know as its own.
+    let peers = [server.addr.to_string()];
+    let config = config(&peers);
+    let provider = provider(&peers);
+    let (state, shared) = MemState::shared();
+    let mut gossip = gossip(&config, &provider, shared, 1);
+    gossip.client = PeerClient::new(&gossip.settings, server.node.clone()).unwrap();
+
+    assert_eq!(gossip.choose().len(), 1);
+    assert!(!pull(&gossip).await);
+    assert!(gossip.choose().is_empty(), "recognised by its node id");
+    state.put("k", json!(1), 1);
+    assert_eq!(publish(&gossip, 0).await, 0);
+    assert_eq!(server.stats.snapshot().pulls_served, 0);
+}

@@ -1,0 +1,183 @@
+//! Tests of the connection against a small in-memory state, over real sockets on
+//! 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster;
+mod exchange;
+mod mem_state;
+mod server;
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    extract::State as Extract,
+    http::StatusCode,
+    routing::{get, put},
+};
+use bytes::Bytes;
+use c19_core::{PeerProvider, SafeState, Shutdown};
+use c19_peer_provider_static::StaticPeerProvider;
+use tokio::net::TcpListener;
+
+use crate::{
+    DefaultConnection,
+    client::PeerClient,
+    gossip::Gossip,
+    identity::NodeId,
+    peers::PeerBook,
+    server::{self as peer_server, PeerServer},
+    stats::Stats,
+};
+
+/// Polls `check` every 10 ms until it holds or `deadline` passes.
+pub(crate) async fn wait_until<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A configuration for tests: fast rounds on 127.0.0.1, the given peers.
+pub(crate) fn config(peers: &[String]) -> DefaultConnection {
+    let provider: StaticPeerProvider =
+        serde_json::from_value(serde_json::json!({ "peers": peers })).unwrap();
+    let mut config: DefaultConnection = serde_json::from_value(serde_json::json!({
+        "address": "127.0.0.1", "port": 0, "push_interval": 50, "pull_interval": 1000,
+        "timeout": 500,
+    }))
+    .unwrap();
+    config.peer_provider = Some(Box::new(provider));
+    config
+}
+
+/// A peer server for `state` on a free port; stops when the returned token is cancelled.
+pub(crate) struct TestServer {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    pub node: NodeId,
+    pub stop: Shutdown,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub(crate) async fn start_server(
+    state: SafeState,
+    body_limit: usize,
+    timeout: Duration,
+) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = Arc::new(Stats::default());
+    let node = NodeId::random();
+    let server = Arc::new(PeerServer {
+        state,
+        node: node.clone(),
+        stats: stats.clone(),
+        body_limit,
+        body_timeout: timeout,
+    });
+    let stop = Shutdown::new();
+    tokio::spawn(peer_server::serve(
+        listener,
+        peer_server::router(server),
+        timeout,
+        stop.clone(),
+    ));
+    TestServer {
+        addr,
+        stats,
+        node,
+        stop,
+    }
+}
+
+/// A stand-in for a 0.1 peer: records the bodies pushed to it (`PUT /`), answers
+/// `GET /<version>` with `["not a map"]`, and fails with 503 while `down`.
+#[derive(Clone, Default)]
+pub(crate) struct Recorder {
+    pub bodies: Arc<Mutex<Vec<Bytes>>>,
+    pub down: Arc<AtomicBool>,
+}
+
+impl Recorder {
+    pub async fn start() -> (Recorder, SocketAddr) {
+        let recorder = Recorder::default();
+        let router = Router::new()
+            .route(
+                "/",
+                put(
+                    |Extract(recorder): Extract<Recorder>, body: Bytes| async move {
+                        if recorder.down.load(Ordering::SeqCst) {
+                            return StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        recorder.bodies.lock().unwrap().push(body);
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .route("/{version}", get(|| async { r#"["not a map"]"# }))
+            .with_state(recorder.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (recorder, addr)
+    }
+
+    /// The entries of every body received, merged into one map.
+    pub fn entries(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut all = serde_json::Map::new();
+        for body in self.bodies.lock().unwrap().iter() {
+            let map: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(body).unwrap();
+            all.extend(map);
+        }
+        all
+    }
+}
+
+/// The client side of a connection with `config`, listening (notionally) on `own_port`.
+pub(crate) fn gossip<'a>(
+    config: &DefaultConnection,
+    provider: &'a dyn PeerProvider,
+    state: SafeState,
+    own_port: u16,
+) -> Gossip<'a> {
+    let settings = config.settings(own_port);
+    Gossip {
+        state,
+        provider: Some(provider),
+        book: PeerBook::new(
+            config.address,
+            own_port,
+            settings.dial_port,
+            settings.backoff,
+        ),
+        client: PeerClient::new(&settings, NodeId::random()).unwrap(),
+        settings,
+        stats: Arc::new(Stats::default()),
+    }
+}
