@@ -1,1 +1,201 @@
-//! Placeholder: implemented by its own issue.
+//! The `K8s` peer provider of c19: finds the peer agents through the Kubernetes API,
+//! as the pods matching a label selector.
+//!
+//! ```yaml
+//! peer_provider:
+//!   kind: K8s
+//!   selector: { app: c19 }   # labels that must all match; empty: every pod
+//!   namespace: default       # `:all` for every namespace (needs a ClusterRole)
+//!   port: c19-peer           # optional: a port number or a container port name
+//!   field_selector: spec.nodeName=node-1   # optional
+//! ```
+//!
+//! It lists and watches the pods with kube's `watcher`, which re-lists after an expired
+//! watch (410 Gone) and backs off after errors, and offers the pods that are Running,
+//! Ready, have a pod IP and are not being deleted, except the agent's own pod (see
+//! [`Identity`]). It connects like `kubectl`: `KUBECONFIG` or `~/.kube/config`, else the
+//! in-cluster service account. When the API server is missing or down, the agent keeps
+//! running on the peers it knows and the provider retries, logging why.
+
+mod config;
+mod discovery;
+mod error;
+mod identity;
+mod pods;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use c19_core::{Peer, PeerError, PeerProvider, Shutdown, reexports::futures::future::BoxFuture};
+use kube::{Client, runtime::watcher};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use config::{ALL_NAMESPACES, FieldSelector, Namespace, PortSpec, Selector};
+pub use error::{Error, Result};
+pub use identity::{Identity, POD_IP, POD_NAME, POD_NAMESPACE};
+pub use pods::Skip;
+
+use discovery::Discovery;
+use pods::PodFilter;
+
+/// Discovers peers as the pods that match a label selector.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sPeerProvider {
+    /// Pod labels that must all match (`app: c19`); empty selects every pod.
+    #[serde(default)]
+    pub selector: Selector,
+    /// The namespace to watch (default `default`); `:all` watches every namespace.
+    #[serde(default)]
+    pub namespace: Namespace,
+    /// The port to dial on each peer: a number, or the name of a container port looked
+    /// up in each pod (pods without it are skipped). Absent: the connection's
+    /// `target_port`, else its `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<PortSpec>,
+    /// A field selector narrowing the pods further (`spec.nodeName=node-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_selector: Option<FieldSelector>,
+    /// What discovery shares at run time; not configuration.
+    #[serde(skip)]
+    runtime: Runtime,
+}
+
+/// The provider's run-time parts, shared with its background task.
+struct Runtime {
+    /// The current peers.
+    peers: Arc<watch::Sender<Vec<Peer>>>,
+    /// A client to use instead of inferring one.
+    client: Option<Client>,
+    /// An identity to use instead of reading the environment.
+    identity: Option<Identity>,
+    /// Whether discovery was started.
+    started: AtomicBool,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            peers: Arc::new(watch::Sender::new(Vec::new())),
+            client: None,
+            identity: None,
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("peers", &*self.peers.borrow())
+            .field("identity", &self.identity)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl K8sPeerProvider {
+    /// A provider watching the pods of `namespace` that match `selector`.
+    pub fn new(selector: Selector, namespace: Namespace) -> Self {
+        Self {
+            selector,
+            namespace,
+            ..Self::default()
+        }
+    }
+
+    /// Dials each peer on `port`.
+    pub fn with_port(mut self, port: PortSpec) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Uses `client` instead of one inferred from the environment.
+    pub fn with_client(mut self, client: Client) -> Self {
+        self.runtime.client = Some(client);
+        self
+    }
+
+    /// Uses `identity` as the agent's own pod instead of reading `POD_NAME`,
+    /// `POD_NAMESPACE`, `POD_IP` and the hostname.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.runtime.identity = Some(identity);
+        self
+    }
+
+    /// Follows the peer list as it changes.
+    pub fn subscribe(&self) -> watch::Receiver<Vec<Peer>> {
+        self.runtime.peers.subscribe()
+    }
+
+    /// The list and watch parameters for the selectors.
+    fn watcher_config(&self) -> watcher::Config {
+        let mut config = watcher::Config::default();
+        let labels = self.selector.to_query();
+        if !labels.is_empty() {
+            config = config.labels(&labels);
+        }
+        if let Some(fields) = self
+            .field_selector
+            .as_ref()
+            .filter(|f| !f.as_str().is_empty())
+        {
+            config = config.fields(fields.as_str());
+        }
+        config
+    }
+}
+
+#[typetag::serde(name = "K8s")]
+impl PeerProvider for K8sPeerProvider {
+    fn init(&self, shutdown: Shutdown) -> BoxFuture<'_, Result<(), PeerError>> {
+        Box::pin(async move {
+            if self.runtime.started.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    "the K8s peer provider was started twice; ignoring the second start"
+                );
+                return Ok(());
+            }
+            let identity = self
+                .runtime
+                .identity
+                .clone()
+                .unwrap_or_else(Identity::from_env);
+            if identity.is_unknown() {
+                tracing::warn!(
+                    "cannot tell which pod is this agent's own (set {POD_NAME} and {POD_NAMESPACE} \
+                     from the downward API); it may be offered to itself as a peer"
+                );
+            }
+            let selector = self.selector.to_query();
+            tracing::info!(
+                "discovering peers among the pods of namespace {} matching `{}`, never {identity}",
+                self.namespace,
+                if selector.is_empty() {
+                    "(all pods)"
+                } else {
+                    &selector
+                },
+            );
+            let discovery = Discovery {
+                namespace: self.namespace.clone(),
+                watcher_config: self.watcher_config(),
+                filter: PodFilter {
+                    identity,
+                    port: self.port.clone(),
+                },
+                client: self.runtime.client.clone(),
+                peers: Arc::clone(&self.runtime.peers),
+            };
+            tokio::spawn(discovery.run(shutdown));
+            Ok(())
+        })
+    }
+
+    fn get(&self) -> Vec<Peer> {
+        self.runtime.peers.borrow().clone()
+    }
+}

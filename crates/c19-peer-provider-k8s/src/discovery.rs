@@ -1,0 +1,316 @@
+//! The background task: connect to the API server, list and watch the pods, and keep
+//! the peer list current.
+//!
+//! kube's `watcher` does the list-then-watch protocol and recovers by itself: a watch
+//! that ends is resumed from the last resourceVersion, an expired one (410 Gone) is
+//! re-listed, and every error is followed by kube's default exponential back-off
+//! (0.8 s doubling to 30 s, with jitter). This task turns its events into peers and logs
+//! every failure, so an outage is never silent. Meanwhile the last known peers stay on
+//! offer: gossip with possibly departed peers times out harmlessly, while an empty list
+//! would cut the agent off.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    pin::pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use c19_core::{Peer, Shutdown};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client,
+    runtime::{
+        WatchStreamExt,
+        watcher::{self, DefaultBackoff, Event},
+    },
+};
+use tokio::sync::watch;
+
+use crate::{Error, Namespace, Result, pods::PodFilter};
+
+/// The longest wait between two attempts to build a client.
+const MAX_CONNECT_DELAY: Duration = Duration::from_secs(30);
+
+/// Everything the background task needs, owned.
+pub(crate) struct Discovery {
+    /// Where to watch.
+    pub namespace: Namespace,
+    /// Label and field selectors.
+    pub watcher_config: watcher::Config,
+    /// Which pods are peers.
+    pub filter: PodFilter,
+    /// A client given by the caller (tests); `None` infers one like `kubectl`.
+    pub client: Option<Client>,
+    /// Where the peer list is published.
+    pub peers: Arc<watch::Sender<Vec<Peer>>>,
+}
+
+impl Discovery {
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: Shutdown) {
+        let client = match self.client.clone() {
+            Some(client) => client,
+            None => match connect(&shutdown).await {
+                Some(client) => client,
+                None => return,
+            },
+        };
+        let api: Api<Pod> = match &self.namespace {
+            Namespace::All => Api::all(client),
+            Namespace::Named(namespace) => Api::namespaced(client, namespace),
+        };
+        let mut events =
+            pin!(kube::runtime::watcher(api, self.watcher_config.clone()).default_backoff());
+        let mut pods = PodPeers::default();
+        let mut failing = false;
+        loop {
+            let event = tokio::select! {
+                // Shutdown first: nothing is applied once it is asked for.
+                biased;
+                () = shutdown.cancelled() => return,
+                event = events.next() => event,
+            };
+            match event {
+                Some(Ok(event)) => {
+                    if failing {
+                        tracing::info!("Kubernetes API reachable again");
+                        failing = false;
+                    }
+                    if pods.apply(event, &self.filter) {
+                        self.publish(pods.peers());
+                    }
+                }
+                Some(Err(error)) => {
+                    failing |= log_watch_error(&error, self.peers.borrow().len(), &self.namespace);
+                }
+                None => {
+                    // kube's watcher never ends by itself; say so if it ever does.
+                    tracing::error!("the pod watch ended; the peer list will not change any more");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Replaces the published peers with `peers`, logging what changed.
+    fn publish(&self, peers: Vec<Peer>) {
+        let mut summary = None;
+        self.peers.send_if_modified(|current| {
+            if *current == peers {
+                return false;
+            }
+            let added = peers.iter().filter(|peer| !current.contains(peer)).count();
+            let removed = current.iter().filter(|peer| !peers.contains(peer)).count();
+            summary = Some((added, removed));
+            *current = peers.clone();
+            true
+        });
+        if let Some((added, removed)) = summary {
+            tracing::info!(
+                count = peers.len(),
+                added,
+                removed,
+                "peers from Kubernetes: {}",
+                peers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+}
+
+/// Logs a watcher error; returns whether it means the API is failing (rather than a
+/// routine re-list).
+fn log_watch_error(error: &watcher::Error, known: usize, namespace: &Namespace) -> bool {
+    let status = match error {
+        watcher::Error::WatchError(status) => Some(status.as_ref()),
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.as_ref()),
+        _ => None,
+    };
+    match status.map(|status| status.code) {
+        Some(410) => {
+            tracing::info!("the pod watch expired (410 Gone); re-listing pods");
+            false
+        }
+        Some(401 | 403) => {
+            let role = match namespace {
+                Namespace::All => "a ClusterRole and ClusterRoleBinding".to_owned(),
+                Namespace::Named(namespace) => format!("a Role and RoleBinding in `{namespace}`"),
+            };
+            tracing::error!(
+                "Kubernetes API refused to list or watch pods: {error}; the service account needs \
+                 get, list and watch on pods ({role}); retrying with back-off, keeping the {known} \
+                 peers known so far"
+            );
+            true
+        }
+        _ => {
+            tracing::warn!(
+                "Kubernetes API unavailable: {error}; retrying with back-off, keeping the {known} \
+                 peers known so far"
+            );
+            true
+        }
+    }
+}
+
+/// Builds a client like `kubectl` (kubeconfig, else in-cluster service account),
+/// retrying with back-off until it works or `shutdown` is cancelled.
+async fn connect(shutdown: &Shutdown) -> Option<Client> {
+    let mut backoff = DefaultBackoff::default();
+    loop {
+        match try_connect().await {
+            Ok(client) => return Some(client),
+            Err(error) => {
+                let delay = backoff.next().unwrap_or(MAX_CONNECT_DELAY);
+                tracing::error!(
+                    "cannot reach Kubernetes to discover peers: {error}; retrying in {delay:.1?} \
+                     (set KUBECONFIG or run in a pod with a service account)"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One attempt at building a client.
+async fn try_connect() -> Result<Client> {
+    // kube's TLS uses rustls' process-wide provider; ring is the one this build has.
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = kube::Config::infer().await.map_err(Error::InferConfig)?;
+    tracing::info!(
+        "discovering peers through the Kubernetes API at {}",
+        config.cluster_url
+    );
+    Client::try_from(config).map_err(Error::Client)
+}
+
+/// The peers among the watched pods, by pod.
+#[derive(Debug, Default)]
+pub(crate) struct PodPeers {
+    /// The peer of each eligible pod, by namespace and name.
+    live: HashMap<(String, String), Peer>,
+    /// Pods seen since a re-list began, replacing `live` when it completes.
+    relisting: Option<HashMap<(String, String), Peer>>,
+}
+
+impl PodPeers {
+    /// Applies a watcher event; returns whether the set of live pods may have changed.
+    pub fn apply(&mut self, event: Event<Pod>, filter: &PodFilter) -> bool {
+        match event {
+            Event::Init => {
+                self.relisting = Some(HashMap::new());
+                false
+            }
+            Event::InitApply(pod) => {
+                let (key, peer) = judge(&pod, filter);
+                if let (Some(relisting), Some(peer)) = (&mut self.relisting, peer) {
+                    relisting.insert(key, peer);
+                }
+                false
+            }
+            Event::InitDone => {
+                self.live = self.relisting.take().unwrap_or_default();
+                true
+            }
+            Event::Apply(pod) => {
+                let (key, peer) = judge(&pod, filter);
+                match peer {
+                    Some(peer) => self.live.insert(key, peer.clone()) != Some(peer),
+                    None => self.live.remove(&key).is_some(),
+                }
+            }
+            Event::Delete(pod) => self.live.remove(&key_of(&pod)).is_some(),
+        }
+    }
+
+    /// The distinct peers, sorted.
+    pub fn peers(&self) -> Vec<Peer> {
+        let peers: BTreeSet<&Peer> = self.live.values().collect();
+        peers.into_iter().cloned().collect()
+    }
+}
+
+/// The pod's key, and its peer if it is one (logging why not).
+fn judge(pod: &Pod, filter: &PodFilter) -> ((String, String), Option<Peer>) {
+    let key = key_of(pod);
+    let peer = filter
+        .peer_of(pod)
+        .inspect_err(|skip| tracing::debug!("pod {}/{} is not a peer: {skip}", key.0, key.1))
+        .ok();
+    (key, peer)
+}
+
+/// A pod's namespace and name.
+fn key_of(pod: &Pod) -> (String, String) {
+    let meta = &pod.metadata;
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::Identity;
+
+    fn pod(name: &str, ip: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": name, "namespace": "default", "resourceVersion": "1" },
+            "status": {
+                "phase": "Running",
+                "podIP": ip,
+                "conditions": [{ "type": "Ready", "status": "True" }],
+            },
+        }))
+        .unwrap()
+    }
+
+    fn shown(pods: &PodPeers) -> Vec<String> {
+        pods.peers().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn pods_sharing_an_address_are_one_peer() {
+        let filter = PodFilter {
+            identity: Identity::default(),
+            port: None,
+        };
+        let mut pods = PodPeers::default();
+        assert!(pods.apply(Event::Apply(pod("a", "10.0.0.1")), &filter));
+        assert!(pods.apply(Event::Apply(pod("b", "10.0.0.1")), &filter));
+        assert_eq!(shown(&pods), ["10.0.0.1"]);
+        assert!(pods.apply(Event::Delete(pod("a", "10.0.0.1")), &filter));
+        assert_eq!(shown(&pods), ["10.0.0.1"]);
+        // An update that changes nothing is no change.
+        assert!(!pods.apply(Event::Apply(pod("b", "10.0.0.1")), &filter));
+    }
+
+    #[test]
+    fn a_relist_replaces_the_pods_only_when_complete() {
+        let filter = PodFilter {
+            identity: Identity::default(),
+            port: None,
+        };
+        let mut pods = PodPeers::default();
+        pods.apply(Event::Apply(pod("a", "10.0.0.1")), &filter);
+        assert!(!pods.apply(Event::Init, &filter));
+        assert!(!pods.apply(Event::InitApply(pod("b", "10.0.0.2")), &filter));
+        assert_eq!(shown(&pods), ["10.0.0.1"]);
+        assert!(pods.apply(Event::InitDone, &filter));
+        assert_eq!(shown(&pods), ["10.0.0.2"]);
+    }
+}
