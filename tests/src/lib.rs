@@ -5,6 +5,7 @@
 //! packages can pass any `c19` binary path.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bench;
 pub mod harness;
 
 pub use harness::{Cluster, ClusterBuilder, Node, free_port, http, wait_until};

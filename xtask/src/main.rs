@@ -2,11 +2,13 @@
 //!
 //! - `ci`: everything CI checks (formatting, lints, tests, feature builds, packaging).
 //! - `cluster`: a local cluster of agents for trying things out.
+//! - `bench`: the benchmark suite, built in release (`--quick` for CI).
 //!
 //! It has few dependencies on purpose: it must build fast on a fresh machine.
 
 use std::process::ExitCode;
 
+mod bench;
 mod ci;
 mod cluster;
 mod util;
@@ -18,6 +20,9 @@ tasks:
   ci                                   formatting, clippy, tests, feature builds, packaging
   cluster --nodes N [--push MS] [--pull MS] [--r0 N]
                                        run N agents on 127.0.0.1 until Ctrl-C
+  bench [--quick] [--only LIST] [--no-netns]
+                                       build in release and run the benchmark suite;
+                                       reports in target/bench/
   help                                 this text
 ";
 
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("cluster") => cluster::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

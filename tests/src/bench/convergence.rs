@@ -1,0 +1,243 @@
+//! Scenario 1: how long a write takes to reach every agent of an N-agent cluster
+//! (push 200 ms, pull 2 s, r0 3), for new keys, overwrites and deletes.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::{
+    Outcome,
+    client::{Api, base, value_text},
+    error::{Error, Result},
+    report::{Figure, Target, Unit},
+    stats::Summary,
+};
+use crate::ClusterBuilder;
+
+/// Push interval of the convergence and network scenarios (ms).
+pub const PUSH_MS: u64 = 200;
+/// Pull interval of the convergence and network scenarios (ms).
+pub const PULL_MS: u64 = 2000;
+/// Peers sampled per round.
+pub const R0: usize = 3;
+/// How often every agent is polled for a write.
+const POLL: Duration = Duration::from_millis(20);
+/// How long a write may take to reach every agent before it counts as lost.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// The kind of write measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A key no agent held.
+    New,
+    /// A new value for a key every agent holds.
+    Overwrite,
+    /// A delete of a key every agent holds.
+    Delete,
+}
+
+impl Kind {
+    /// All kinds, in the order they are measured.
+    pub const ALL: [Self; 3] = [Self::New, Self::Overwrite, Self::Delete];
+
+    /// The kind's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::New => "new key",
+            Self::Overwrite => "overwrite",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// The convergence times of one kind of write on one cluster size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Agents in the cluster.
+    pub n: usize,
+    /// The kind of write.
+    pub kind: Kind,
+    /// Times in ms; writes that timed out count as [`DEADLINE`].
+    pub summary: Option<Summary>,
+    /// Writes that did not reach every agent within the deadline.
+    pub timeouts: usize,
+}
+
+impl Point {
+    /// The point as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "n": self.n,
+            "kind": self.kind.name(),
+            "writes": self.summary.map_or(0, |s| s.count),
+            "p50_ms": self.summary.map(|s| s.p50),
+            "p90_ms": self.summary.map(|s| s.p90),
+            "max_ms": self.summary.map(|s| s.max),
+            "timeouts": self.timeouts,
+        })
+    }
+}
+
+/// Measures `writes` writes of each kind on a cluster of `n` agents.
+pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
+    let cluster = ClusterBuilder::new(binary, n)
+        .push_ms(PUSH_MS)
+        .pull_ms(PULL_MS)
+        .r0(R0)
+        .start()
+        .await;
+    let agents: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|node| base(node.agent_port))
+        .collect();
+    let api = Api::new()?;
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    let mut timeouts = [0usize; 3];
+    for i in 0..writes {
+        let key = format!("conv-{n}-{i}");
+        for (k, kind) in Kind::ALL.into_iter().enumerate() {
+            // A different writer for each step, so no write is local to the previous one.
+            let writer = &agents[(i + k) % n];
+            let expected = match kind {
+                Kind::New => Some(Value::from(value_text("new", i))),
+                Kind::Overwrite => Some(Value::from(value_text("over", i))),
+                Kind::Delete => None,
+            };
+            let start = Instant::now();
+            match &expected {
+                Some(value) => {
+                    let body = serde_json::to_vec(&json!({ &key: { "value": value } }))
+                        .unwrap_or_default();
+                    api.put(&format!("{writer}/"), body).await?;
+                }
+                None => api.delete(writer, &key).await?,
+            }
+            match everywhere(&api, &agents, &key, expected, start).await {
+                Some(elapsed) => times[k].push(elapsed),
+                None => {
+                    timeouts[k] += 1;
+                    times[k].push(DEADLINE);
+                }
+            }
+        }
+    }
+    drop(cluster);
+
+    let scenario = format!("convergence N={n}");
+    let mut outcome = Outcome::default();
+    for (k, kind) in Kind::ALL.into_iter().enumerate() {
+        let summary = Summary::of_durations_ms(&times[k]);
+        outcome.points.push(Point {
+            n,
+            kind,
+            summary,
+            timeouts: timeouts[k],
+        });
+        outcome
+            .figures
+            .extend(figures(&scenario, n, kind, summary, timeouts[k]));
+    }
+    if timeouts.iter().all(|&t| t == writes) {
+        return Err(Error::Timeout(format!(
+            "{scenario}: no write reached every agent within {} s",
+            DEADLINE.as_secs()
+        )));
+    }
+    Ok(outcome)
+}
+
+/// Polls every agent until each reads `expected` under `key`; the time from `start`
+/// until the last agent did, or `None` past the deadline.
+async fn everywhere(
+    api: &Api,
+    agents: &[String],
+    key: &str,
+    expected: Option<Value>,
+    start: Instant,
+) -> Option<Duration> {
+    let mut pollers = JoinSet::new();
+    for agent in agents {
+        let (api, agent, key, expected) =
+            (api.clone(), agent.clone(), key.to_owned(), expected.clone());
+        pollers.spawn(async move {
+            while start.elapsed() < DEADLINE {
+                if let Ok(value) = api.value(&agent, &key).await
+                    && value == expected
+                {
+                    return Some(start.elapsed());
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            None
+        });
+    }
+    let mut slowest = Duration::ZERO;
+    while let Some(result) = pollers.join_next().await {
+        slowest = slowest.max(result.ok().flatten()?);
+    }
+    Some(slowest)
+}
+
+/// The p50/p90/max figures of one kind; targets (issue 4) apply to 10 agents.
+fn figures(
+    scenario: &str,
+    n: usize,
+    kind: Kind,
+    summary: Option<Summary>,
+    timeouts: usize,
+) -> Vec<Figure> {
+    let lost = if timeouts > 0 {
+        format!(
+            "{timeouts} writes did not converge within {} s (counted as {0} s); ",
+            DEADLINE.as_secs()
+        )
+    } else {
+        String::new()
+    };
+    let writes = summary.map_or(0, |s| s.count);
+    let with_targets = n == 10 && kind != Kind::Delete;
+    let baseline = match (kind, with_targets) {
+        (Kind::New, true) => "0.1: p50 1.8 s",
+        (Kind::Overwrite, true) => "0.1: p50 3.7 s, max 5.7 s",
+        _ => "",
+    };
+    let note = |what: &str| {
+        format!("{lost}{what} over {writes} writes; {baseline}")
+            .trim_end_matches([' ', ';'])
+            .to_owned()
+    };
+    let mut p90 = Figure::new(
+        scenario,
+        &format!("{} p90", kind.name()),
+        summary.map(|s| s.p90),
+        Unit::Ms,
+    )
+    .note(note("p90"));
+    let mut max = Figure::new(
+        scenario,
+        &format!("{} max", kind.name()),
+        summary.map(|s| s.max),
+        Unit::Ms,
+    )
+    .note(note("max"));
+    if with_targets {
+        p90 = p90.target(Target::at_most(3.0 * PUSH_MS as f64, "issue 4"));
+        max = max.target(Target::below(PULL_MS as f64, "issue 4"));
+    }
+    vec![
+        Figure::new(
+            scenario,
+            &format!("{} p50", kind.name()),
+            summary.map(|s| s.p50),
+            Unit::Ms,
+        )
+        .note(note("p50")),
+        p90,
+        max,
+    ]
+}

@@ -1,0 +1,232 @@
+//! A small SVG line chart of convergence time against the number of agents, written
+//! by hand: one colour per kind of write, p90 solid and max dashed, targets in grey.
+
+use std::fmt::Write as _;
+
+use super::convergence::{Kind, Point};
+
+const WIDTH: f64 = 760.0;
+const HEIGHT: f64 = 440.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 210.0;
+const TOP: f64 = 40.0;
+const BOTTOM: f64 = 50.0;
+
+/// A horizontal reference line: (value in ms, label).
+pub type Reference<'a> = (f64, &'a str);
+
+/// The chart of `points`, with `references` (targets) as horizontal lines.
+pub fn convergence_chart(points: &[Point], references: &[Reference<'_>]) -> String {
+    let mut sizes: Vec<usize> = points.iter().map(|p| p.n).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let highest = points
+        .iter()
+        .filter_map(|p| p.summary.map(|s| s.max))
+        .chain(references.iter().map(|r| r.0))
+        .fold(0.0, f64::max);
+    let (y_step, y_top) = nice_axis(highest);
+    let x_top = sizes.last().copied().unwrap_or(1).max(1) as f64 * 1.1;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x = |n: f64| LEFT + n / x_top * plot_w;
+    let y = |ms: f64| TOP + plot_h - ms / y_top * plot_h;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">c19: time until every agent reads a write</text>"#,
+        LEFT + plot_w / 2.0
+    );
+    // Grid and y axis.
+    let mut tick = 0.0;
+    while tick <= y_top + y_step / 2.0 {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{right:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#e0e0e0"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="end">{label}</text>"##,
+            right = LEFT + plot_w,
+            at = y(tick),
+            lx = LEFT - 6.0,
+            ly = y(tick) + 4.0,
+            label = format_ms(tick)
+        );
+        tick += y_step;
+    }
+    // x axis: one tick per measured cluster size.
+    let _ = writeln!(
+        svg,
+        r#"<line x1="{LEFT}" x2="{right:.1}" y1="{bottom:.1}" y2="{bottom:.1}" stroke="black"/><line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{bottom:.1}" stroke="black"/>"#,
+        right = LEFT + plot_w,
+        bottom = TOP + plot_h,
+    );
+    for &n in &sizes {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{n}</text>"#,
+            x(n as f64),
+            TOP + plot_h + 18.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">agents (N)</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 10.0
+    );
+    for &(value, label) in references {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" x2="{right:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#888" stroke-dasharray="2,4"/><text x="{lx:.1}" y="{ly:.1}" fill="#666">{text}</text>"##,
+            right = LEFT + plot_w,
+            at = y(value),
+            lx = LEFT + 4.0,
+            ly = y(value) - 4.0,
+            text = escape(label)
+        );
+    }
+    // Series and legend.
+    let mut legend_y = TOP + 10.0;
+    for kind in Kind::ALL {
+        let colour = colour(kind);
+        for (stat, dash) in [("p90", ""), ("max", r#" stroke-dasharray="6,4""#)] {
+            let mut series: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.kind == kind)
+                .filter_map(|p| {
+                    let s = p.summary?;
+                    Some((p.n as f64, if stat == "p90" { s.p90 } else { s.max }))
+                })
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            series.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let line: Vec<String> = series
+                .iter()
+                .map(|&(n, ms)| format!("{:.1},{:.1}", x(n), y(ms)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{}"/>"#,
+                line.join(" ")
+            );
+            for &(n, ms) in &series {
+                let _ = writeln!(
+                    svg,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"><title>{} {stat}, N={n}: {}</title></circle>"#,
+                    x(n),
+                    y(ms),
+                    kind.name(),
+                    format_ms(ms)
+                );
+            }
+            let lx = WIDTH - RIGHT + 20.0;
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{lx}" x2="{:.1}" y1="{legend_y:.1}" y2="{legend_y:.1}" stroke="{colour}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{} {stat}</text>"#,
+                lx + 30.0,
+                lx + 38.0,
+                legend_y + 4.0,
+                kind.name()
+            );
+            legend_y += 20.0;
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn colour(kind: Kind) -> &'static str {
+    match kind {
+        Kind::New => "#1f77b4",
+        Kind::Overwrite => "#d62728",
+        Kind::Delete => "#2ca02c",
+    }
+}
+
+/// A tick step of 1, 2 or 5 times a power of ten giving about five ticks up to
+/// `highest`, and the top of the axis (a multiple of the step).
+fn nice_axis(highest: f64) -> (f64, f64) {
+    let highest = if highest > 0.0 { highest } else { 1.0 };
+    let raw = highest / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|factor| factor * magnitude)
+        .find(|&step| step >= raw)
+        .unwrap_or(10.0 * magnitude);
+    (step, (highest / step).ceil() * step)
+}
+
+fn format_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::stats::Summary;
+
+    fn point(n: usize, kind: Kind, p90: f64, max: f64) -> Point {
+        let summary = Summary {
+            count: 20,
+            p50: p90 / 2.0,
+            p90,
+            p99: max,
+            max,
+        };
+        Point {
+            n,
+            kind,
+            summary: Some(summary),
+            timeouts: 0,
+        }
+    }
+
+    #[test]
+    fn axes_get_round_steps() {
+        assert_eq!(nice_axis(1834.0), (500.0, 2000.0));
+        assert_eq!(nice_axis(600.0), (200.0, 600.0));
+        assert_eq!(nice_axis(0.0), (0.2, 1.0));
+    }
+
+    #[test]
+    fn draws_one_line_per_kind_and_statistic() {
+        let points: Vec<Point> = [10, 30]
+            .into_iter()
+            .flat_map(|n| Kind::ALL.map(|kind| point(n, kind, 400.0 + n as f64, 900.0 + n as f64)))
+            .collect();
+        let svg = convergence_chart(&points, &[(600.0, "p90 target <10 agents>")]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 6);
+        assert_eq!(svg.matches("<circle").count(), 12);
+        assert!(svg.contains("p90 target &lt;10 agents&gt;"));
+        assert!(svg.contains(">overwrite max<"));
+        assert!(svg.contains(">30</text>"));
+        // The highest point (930 ms on a 1 s axis) lies inside the plot, near its top.
+        let top_y = TOP + (HEIGHT - TOP - BOTTOM) * (1.0 - 930.0 / 1000.0);
+        assert!(svg.contains(&format!("cy=\"{top_y:.1}\"")), "{svg}");
+    }
+
+    #[test]
+    fn an_empty_run_still_draws_axes() {
+        let svg = convergence_chart(&[], &[]);
+        assert_eq!(svg.matches("<polyline").count(), 0);
+        assert!(svg.contains("agents (N)"));
+    }
+}
