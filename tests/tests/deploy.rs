@@ -1,0 +1,434 @@
+//! The deployment files: the image (`c19-bin/Dockerfile`, `.dockerignore`) and the
+//! Kubernetes kustomize tree (`configs/k8s/`).
+//!
+//! No Docker engine runs here, so the image is checked by reading its Dockerfile against
+//! the workspace. Every overlay is rendered with `kubectl kustomize` (these tests print why
+//! and pass when no kubectl is found; set `KUBECTL` to pick one), every resource is read
+//! into its k8s-openapi type, and the references between them are checked: config, ports,
+//! probes, labels, ServiceAccount and RBAC. Each c19 configuration must pass `c19 --check`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "deploy/agents.rs"]
+mod agents;
+#[path = "deploy/checks.rs"]
+mod checks;
+#[path = "deploy/dockerfile.rs"]
+mod dockerfile;
+#[path = "deploy/render.rs"]
+mod render;
+#[path = "deploy/repo.rs"]
+mod repo;
+
+use std::{collections::BTreeSet, path::Path, process::Command};
+
+use agents::Workload;
+use serde_json::Value;
+
+const DOCKERFILE: &str = "c19-bin/Dockerfile";
+/// Where the image has the binary.
+const BINARY_PATH: &str = "/usr/local/bin/c19";
+/// Where the image reads its configuration.
+const CONFIG_PATH: &str = "/etc/c19/config.yaml";
+
+/// The final stage of the Dockerfile, as the manifests see the image.
+fn image() -> checks::Image {
+    let stages = dockerfile::parse(&repo::read(DOCKERFILE));
+    let run = stages.last().unwrap();
+    let user = run.last("USER").expect("the image sets a USER");
+    let uid = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("USER {user} is not numeric"));
+    let config_path = run
+        .env()
+        .get("C19_CONFIG")
+        .cloned()
+        .expect("the image sets C19_CONFIG");
+    checks::Image {
+        tag: repo::Workspace::load().version,
+        uid,
+        config_path,
+    }
+}
+
+/// The ports of the base configuration (configs/k8s/base/config.yaml).
+fn base_config_ports() -> BTreeSet<i64> {
+    let config: Value =
+        serde_saphyr::from_str(&repo::read("configs/k8s/base/config.yaml")).unwrap();
+    agents::listeners(&config).into_values().collect()
+}
+
+#[test]
+fn the_dockerfile_builds_the_c19_binary_into_a_minimal_non_root_image() {
+    let workspace = repo::Workspace::load();
+    let stages = dockerfile::parse(&repo::read(DOCKERFILE));
+    assert!(
+        stages.len() >= 2,
+        "the Dockerfile must be multi-stage (build, then run)"
+    );
+    let (build, run) = (&stages[0], stages.last().unwrap());
+
+    let (toolchain, tag) = build
+        .image
+        .split_once(':')
+        .expect("the build image has a tag");
+    assert_eq!(
+        toolchain, "rust",
+        "the build stage uses the Rust toolchain image"
+    );
+    let rust = &workspace.rust_version;
+    assert!(
+        tag == rust || tag.starts_with(&format!("{rust}-")) || tag.starts_with(&format!("{rust}.")),
+        "the build image `{}` must be the workspace's rust-version {rust}",
+        build.image
+    );
+    assert!(
+        !run.image.starts_with("rust"),
+        "the image must run on a minimal base, not {}",
+        run.image
+    );
+
+    assert!(
+        build
+            .all("COPY")
+            .iter()
+            .any(|args| args.split_whitespace().next() == Some(".")),
+        "the build stage copies the workspace (the context that .dockerignore filters)"
+    );
+    let cargo = build
+        .all("RUN")
+        .into_iter()
+        .find(|args| args.contains("cargo build"))
+        .expect("a cargo build step");
+    let words: Vec<&str> = cargo.split_whitespace().collect();
+    for (flag, value) in [
+        ("-p", workspace.bin_package.as_str()),
+        ("--bin", workspace.bin_name.as_str()),
+    ] {
+        assert!(
+            words.windows(2).any(|pair| pair == [flag, value]),
+            "the build must run with `{flag} {value}`: {cargo}"
+        );
+    }
+    for flag in ["--release", "--locked"] {
+        assert!(
+            words.contains(&flag),
+            "the build must run with {flag}: {cargo}"
+        );
+    }
+    let built = format!("target/release/{}", workspace.bin_name);
+    assert!(
+        cargo.contains(&built),
+        "the build step must take the binary from {built}: {cargo}"
+    );
+
+    let copy = run
+        .all("COPY")
+        .into_iter()
+        .find(|args| args.starts_with("--from="))
+        .expect("COPY --from the build stage");
+    let copy: Vec<&str> = copy.split_whitespace().collect();
+    let from = copy[0].trim_start_matches("--from=");
+    assert!(
+        build.name.as_deref() == Some(from) || from == "0",
+        "COPY --from={from} must name the build stage"
+    );
+    let (source, destination) = (copy[1], copy[2]);
+    assert!(
+        cargo.contains(source),
+        "the build step must produce {source}, which the final stage copies"
+    );
+    assert_eq!(
+        Path::new(source).file_name().unwrap().to_str(),
+        Some(workspace.bin_name.as_str()),
+        "the copied binary must be the bin target {}",
+        workspace.bin_name
+    );
+    assert_eq!(destination, BINARY_PATH);
+    let entrypoint: Vec<String> =
+        serde_json::from_str(run.last("ENTRYPOINT").expect("an ENTRYPOINT"))
+            .expect("ENTRYPOINT in exec form, so the agent is PID 1 and gets SIGTERM");
+    assert_eq!(entrypoint.first().map(String::as_str), Some(BINARY_PATH));
+
+    assert_eq!(
+        image().config_path,
+        CONFIG_PATH,
+        "the image reads its config from {CONFIG_PATH}"
+    );
+    let uid = image().uid;
+    assert_ne!(uid, 0, "the image must not run as root");
+
+    let exposed: BTreeSet<i64> = run
+        .all("EXPOSE")
+        .iter()
+        .flat_map(|args| args.split_whitespace())
+        .map(|port| port.trim_end_matches("/tcp").parse().unwrap())
+        .collect();
+    assert!(
+        exposed.is_superset(&BTreeSet::from([3097, 4097])),
+        "the image exposes the agent and peer ports"
+    );
+    assert_eq!(
+        exposed,
+        base_config_ports(),
+        "EXPOSE and configs/k8s/base/config.yaml disagree"
+    );
+}
+
+#[test]
+fn the_build_context_holds_the_workspace_sources_and_no_build_outputs() {
+    let ignore = dockerfile::Ignore::parse(&repo::read(".dockerignore"));
+    let mut needed = vec!["Cargo.toml".to_owned(), "Cargo.lock".to_owned()];
+    for member in repo::Workspace::load().members {
+        needed.extend(repo::files_below(&member));
+    }
+    for path in &needed {
+        assert!(
+            !ignore.excludes(path),
+            ".dockerignore leaves out {path}, which the build needs"
+        );
+    }
+    for path in [
+        "target/release/c19",
+        "target-deploy/debug/c19",
+        "crates/c19-core/target/x",
+        ".git/HEAD",
+    ] {
+        assert!(ignore.excludes(path), ".dockerignore must leave out {path}");
+    }
+}
+
+#[test]
+fn every_kustomization_is_reached_from_an_overlay() {
+    let names: BTreeSet<String> = render::overlay_names().into_iter().collect();
+    for strategy in [
+        "sidecar",
+        "daemonset",
+        "standalone",
+        "hybrid",
+        "all-namespaces",
+    ] {
+        assert!(
+            names.contains(strategy),
+            "configs/k8s/overlays/{strategy} is missing"
+        );
+    }
+    let unreachable = render::unreachable_kustomizations();
+    assert!(
+        unreachable.is_empty(),
+        "no overlay uses (so no test renders) {unreachable:?}"
+    );
+}
+
+#[test]
+fn every_overlay_renders_typed_resources_for_its_strategy() {
+    let Some(overlays) = render::overlays("every_overlay_renders_typed_resources_for_its_strategy")
+    else {
+        return;
+    };
+    for overlay in overlays {
+        let r = &overlay.resources;
+        let name = &overlay.name;
+        // One namespace, created by the overlay, holding every namespaced resource.
+        assert_eq!(
+            r.namespaces.len(),
+            1,
+            "overlay {name} creates one Namespace"
+        );
+        let namespace = r.namespaces[0].metadata.name.as_deref();
+        let namespaced = r
+            .service_accounts
+            .iter()
+            .map(|x| &x.metadata)
+            .chain(r.config_maps.iter().map(|x| &x.metadata))
+            .chain(r.services.iter().map(|x| &x.metadata))
+            .chain(r.deployments.iter().map(|x| &x.metadata))
+            .chain(r.daemon_sets.iter().map(|x| &x.metadata))
+            .chain(r.stateful_sets.iter().map(|x| &x.metadata))
+            .chain(r.disruption_budgets.iter().map(|x| &x.metadata))
+            .chain(r.roles.iter().map(|x| &x.metadata))
+            .chain(r.role_bindings.iter().map(|x| &x.metadata));
+        for metadata in namespaced {
+            assert_eq!(
+                metadata.namespace.as_deref(),
+                namespace,
+                "overlay {name}: {:?} is outside its namespace",
+                metadata.name
+            );
+        }
+
+        let workloads = Workload::all(r);
+        let sidecar = workloads.iter().any(|w| {
+            w.agents().iter().any(|(_, init)| *init) && w.containers().len() > w.agents().len()
+        });
+        let daemonset = workloads
+            .iter()
+            .any(|w| w.kind == "DaemonSet" && !w.agents().is_empty());
+        let standalone = workloads.iter().any(|w| {
+            w.kind != "DaemonSet"
+                && !w.agents().is_empty()
+                && w.containers().len() == w.agents().len()
+                && r.services
+                    .iter()
+                    .any(|s| s.metadata.name.as_deref() == Some(w.name))
+        });
+        let expected = match name.as_str() {
+            "sidecar" | "all-namespaces" => (true, false, false),
+            "daemonset" => (false, true, false),
+            "standalone" => (false, false, true),
+            "hybrid" => (true, false, true),
+            other => panic!("overlay {other}: add its strategy to this test"),
+        };
+        assert_eq!(
+            (sidecar, daemonset, standalone),
+            expected,
+            "overlay {name}: (sidecar, daemonset, standalone) workloads"
+        );
+    }
+}
+
+#[test]
+fn every_agent_pod_agrees_with_its_config_rbac_and_image() {
+    let Some(overlays) = render::overlays("every_agent_pod_agrees_with_its_config_rbac_and_image")
+    else {
+        return;
+    };
+    let image = image();
+    let mut problems = Vec::new();
+    let mut namespaces_seen = BTreeSet::new();
+    for overlay in overlays {
+        let resources = &overlay.resources;
+        let mut mesh = Vec::new();
+        let mut agents_found = 0;
+        for workload in Workload::all(resources) {
+            for (container, init) in workload.agents() {
+                agents_found += 1;
+                let at = format!(
+                    "overlay {}: {} container {}",
+                    overlay.name,
+                    workload.describe(),
+                    container.name
+                );
+                let config =
+                    match agents::config(resources, &workload, container, &image.config_path) {
+                        Ok(config) => config,
+                        Err(error) => {
+                            problems.push(format!("{at}: {error}"));
+                            continue;
+                        }
+                    };
+                let found = checks::agent(resources, &workload, container, init, &config, &image);
+                problems.extend(found.into_iter().map(|problem| format!("{at}: {problem}")));
+                let provider = &config.effective["spec"]["connection"]["peer_provider"];
+                namespaces_seen.insert(provider["namespace"] == ":all");
+                mesh.push((at, workload.labels(), provider["selector"].clone()));
+            }
+        }
+        if agents_found == 0 {
+            problems.push(format!("overlay {}: runs no c19 container", overlay.name));
+        }
+        // The agents of an overlay form one mesh: each finds all the others.
+        for (at, _, selector) in &mesh {
+            for (other, labels, _) in &mesh {
+                let all = selector.as_object().into_iter().flatten();
+                if !all
+                    .clone()
+                    .all(|(key, value)| labels.get(key).map(String::as_str) == value.as_str())
+                {
+                    problems.push(format!("{at}: its peer selector does not find {other}"));
+                }
+            }
+        }
+        let at = |problem: String| format!("overlay {}: {problem}", overlay.name);
+        problems.extend(checks::binding_subjects(resources).into_iter().map(at));
+        problems.extend(checks::services(resources).into_iter().map(at));
+        problems.extend(checks::disruption_budgets(resources).into_iter().map(at));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert_eq!(
+        namespaces_seen,
+        BTreeSet::from([false, true]),
+        "overlays cover both namespaced and \":all\" meshes"
+    );
+}
+
+#[test]
+fn every_agent_config_passes_c19_check() {
+    let Some(overlays) = render::overlays("every_agent_config_passes_c19_check") else {
+        return;
+    };
+    let binary = c19_tests::agent_bin!();
+    let image = image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for overlay in overlays {
+        for workload in Workload::all(&overlay.resources) {
+            for (container, _) in workload.agents() {
+                let at = format!(
+                    "overlay {}: {} container {}",
+                    overlay.name,
+                    workload.describe(),
+                    container.name
+                );
+                let config =
+                    agents::config(&overlay.resources, &workload, container, &image.config_path)
+                        .unwrap();
+                let file = dir.path().join("config.yaml");
+                std::fs::write(&file, &config.yaml).unwrap();
+                let mut command = Command::new(&binary);
+                command.arg("--config").arg(&file).arg("--check");
+                for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("C19_")) {
+                    command.env_remove(name);
+                }
+                let output = command
+                    .envs(config.overrides.iter().cloned())
+                    .output()
+                    .unwrap();
+                checked += 1;
+                if !output.status.success() {
+                    let error = String::from_utf8_lossy(&output.stderr);
+                    problems.push(format!(
+                        "{at}: `c19 --check` with {:?} failed: {}",
+                        config.overrides,
+                        error.trim()
+                    ));
+                    continue;
+                }
+                let effective: Value = serde_json::from_slice(&output.stdout).unwrap();
+                let (ours, theirs) = (
+                    agents::listeners(&config.effective),
+                    agents::listeners(&effective),
+                );
+                if ours != theirs {
+                    problems.push(format!(
+                        "{at}: c19 listens on {theirs:?}, the manifests expect {ours:?}"
+                    ));
+                }
+                let path = |tree: &Value, field: &str| {
+                    tree["spec"]["connection"]["peer_provider"][field].clone()
+                };
+                for field in ["kind", "selector", "namespace"] {
+                    let (ours, theirs) = (path(&config.effective, field), path(&effective, field));
+                    if ours != theirs {
+                        problems.push(format!("{at}: c19 uses peer_provider.{field} {theirs}, the manifests expect {ours}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "no c19 container found in the overlays");
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
