@@ -1,0 +1,109 @@
+//! The `Default` agent: its configuration and its [`Agent`] implementation.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    num::{NonZeroU64, NonZeroUsize},
+    time::Duration,
+};
+
+use c19_core::{Agent, LayerError, SafeState, Shutdown, reexports::futures::future::BoxFuture};
+use serde::{Deserialize, Serialize};
+use serde_with::{DisplayFromStr, PickFirst, serde_as};
+use tokio::net::TcpListener;
+
+use crate::{listener::LimitedListener, routes::router};
+
+/// The `Default` agent: the HTTP API on `address:port`.
+#[serde_as]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAgent {
+    /// The IP address to listen on (`0.0.0.0`: every interface).
+    #[serde(default = "default_address")]
+    pub address: IpAddr,
+    /// The port to listen on (default 3097).
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The largest `PUT` body, in bytes; larger ones get 413 (default 16 MiB).
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_body_limit")]
+    pub body_limit: usize,
+    /// The most connections open at once; more wait to be accepted (default 4096).
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_max_connections")]
+    pub max_connections: NonZeroUsize,
+    /// Milliseconds a connection may stay silent, and a body may take to arrive,
+    /// before the agent gives up on it (default 60000).
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: NonZeroU64,
+}
+
+fn default_address() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+
+fn default_port() -> u16 {
+    3097
+}
+
+fn default_body_limit() -> usize {
+    16 * 1024 * 1024
+}
+
+fn default_max_connections() -> NonZeroUsize {
+    NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn default_idle_timeout() -> NonZeroU64 {
+    NonZeroU64::new(60_000).unwrap_or(NonZeroU64::MIN)
+}
+
+impl Default for HttpAgent {
+    fn default() -> Self {
+        Self {
+            address: default_address(),
+            port: default_port(),
+            body_limit: default_body_limit(),
+            max_connections: default_max_connections(),
+            idle_timeout: default_idle_timeout(),
+        }
+    }
+}
+
+/// Serves the API for `state` on `listener` until `shutdown`, then lets in-flight
+/// requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: SafeState,
+    config: &HttpAgent,
+    shutdown: Shutdown,
+) -> Result<(), LayerError> {
+    let listener = LimitedListener::new(
+        listener,
+        config.max_connections.get(),
+        Duration::from_millis(config.idle_timeout.get()),
+    );
+    axum::serve(listener, router(state, config))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(LayerError::Io)
+}
+
+#[typetag::serde(name = "Default")]
+impl Agent for HttpAgent {
+    fn start(&self, state: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
+        Box::pin(async move {
+            let addr = SocketAddr::new(self.address, self.port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| LayerError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            tracing::info!(%addr, "agent API listening");
+            serve(listener, state, self, shutdown).await
+        })
+    }
+}

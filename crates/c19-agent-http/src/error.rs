@@ -1,0 +1,104 @@
+//! Why a request failed, and the HTTP response that says so.
+//!
+//! Every error is answered with its status and a JSON body `{"error": "<message>"}`.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use c19_core::StateError;
+
+/// Result with this crate's [`Error`] as default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A request the agent refuses or cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `GET /` names no key (listing keys is not supported yet).
+    #[error("no key given: GET /<key> reads one key")]
+    NoKey,
+    /// The key is absent, deleted or expired.
+    #[error("key {0:?} not found")]
+    NotFound(String),
+    /// The percent-decoded path is not UTF-8.
+    #[error("the key is not valid UTF-8 once percent-decoded")]
+    KeyNotUtf8,
+    /// The method is not one the resource accepts.
+    #[error("{message}")]
+    MethodNotAllowed {
+        /// What to do instead.
+        message: &'static str,
+        /// The methods the resource accepts, for the `Allow` header.
+        allow: &'static str,
+    },
+    /// The body is larger than `body_limit`.
+    #[error("the body is larger than the limit of {limit} bytes (body_limit)")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive in time (`idle_timeout`).
+    #[error("the body did not arrive in time (idle_timeout is {millis} ms)")]
+    BodyTimeout {
+        /// The time allowed, in milliseconds.
+        millis: u128,
+    },
+    /// The body could not be read (the client went away or sent a broken stream).
+    #[error("cannot read the body: {0}")]
+    BodyRead(String),
+    /// The state refused the write; nothing of it was applied.
+    #[error("{0}")]
+    Refused(String),
+    /// The state does not implement the operation.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The agent failed (a bug or an exhausted resource); nothing was applied.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StateError> for Error {
+    fn from(error: StateError) -> Self {
+        match error {
+            StateError::Invalid(message) => Self::Refused(message),
+            StateError::Unsupported(_) => Self::Unsupported(error.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoKey | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::KeyNotUtf8 | Self::BodyRead(_) | Self::Refused(_) => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() }).to_string();
+        let mut response = (
+            self.status(),
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        if let Self::MethodNotAllowed { allow, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}

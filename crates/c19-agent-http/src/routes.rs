@@ -1,0 +1,183 @@
+//! The HTTP API: `GET /<key>`, `PUT /` with a JSON map, `DELETE /<key>`.
+//!
+//! The key is the whole path after the first `/`, percent-decoded, so `/a%2Fb` and
+//! `/users/42` name the keys `a/b` and `users/42`. Values pass through as the state's
+//! bytes: a `GET` answers with the stored bytes as they are, without copying them.
+
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderValue, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use c19_core::SafeState;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use percent_encoding::percent_decode_str;
+use tokio::sync::Semaphore;
+
+use crate::{
+    HttpAgent,
+    error::{Error, Result},
+};
+
+/// Bodies up to this size are applied on the request's task; larger ones on the
+/// blocking pool, so a big batch does not stall other requests.
+const INLINE_SET_BYTES: usize = 64 * 1024;
+
+/// At most this many `PUT` bodies are buffered at once (memory: this × `body_limit`).
+const CONCURRENT_PUTS: usize = 32;
+
+/// What every request handler shares.
+#[derive(Debug)]
+struct App {
+    state: SafeState,
+    body_limit: usize,
+    body_timeout: Duration,
+    puts: Semaphore,
+}
+
+/// The agent's routes over `state`, limited as `config` says. Serve it with
+/// [`crate::serve`], or with `axum::serve` in tests.
+pub fn router(state: SafeState, config: &HttpAgent) -> Router {
+    let app = Arc::new(App {
+        state,
+        body_limit: config.body_limit,
+        body_timeout: Duration::from_millis(config.idle_timeout.get()),
+        puts: Semaphore::new(CONCURRENT_PUTS),
+    });
+    Router::new().fallback(handle).with_state(app)
+}
+
+async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    let result = match *request.method() {
+        Method::GET | Method::HEAD => get(&app, request.uri()),
+        Method::PUT => put(&app, request).await,
+        Method::DELETE => delete(&app, request.uri()),
+        _ => Err(Error::MethodNotAllowed {
+            message: "use GET /<key>, PUT / or DELETE /<key>",
+            allow: "GET, HEAD, PUT, DELETE",
+        }),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The key named by the path: everything after the first `/`, percent-decoded.
+fn key_of(uri: &Uri) -> Result<Cow<'_, str>> {
+    let path = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| Error::KeyNotUtf8)
+}
+
+fn get(app: &App, uri: &Uri) -> Result<Response> {
+    let key = key_of(uri)?;
+    if key.is_empty() {
+        return Err(Error::NoKey);
+    }
+    let entry = app
+        .state
+        .get(&&*key)
+        .ok_or_else(|| Error::NotFound(key.into_owned()))?;
+    Ok(json(StatusCode::OK, entry))
+}
+
+async fn put(app: &App, request: Request) -> Result<Response> {
+    if request.uri().path() != "/" {
+        return Err(Error::MethodNotAllowed {
+            message: "PUT takes a JSON map of keys to entries at the root: PUT /",
+            allow: "GET, HEAD, DELETE",
+        });
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > app.body_limit as u64) {
+        return Err(Error::TooLarge {
+            limit: app.body_limit,
+        });
+    }
+    let _slot = app
+        .puts
+        .acquire()
+        .await
+        .map_err(|error| Error::Internal(error.to_string()))?;
+    let body = read_body(app, request.into_body()).await?;
+    let applied = if body.len() <= INLINE_SET_BYTES {
+        app.state.set(&body)
+    } else {
+        let state = app.state.clone();
+        tokio::task::spawn_blocking(move || state.set(&body))
+            .await
+            .map_err(|error| Error::Internal(error.to_string()))?
+    };
+    let applied = applied?;
+    tracing::trace!(applied = applied.applied, ignored = applied.ignored, "PUT");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The whole body, refused past `body_limit` bytes or `body_timeout`.
+async fn read_body(app: &App, body: Body) -> Result<Bytes> {
+    let collected = tokio::time::timeout(
+        app.body_timeout,
+        Limited::new(body, app.body_limit).collect(),
+    )
+    .await
+    .map_err(|_| Error::BodyTimeout {
+        millis: app.body_timeout.as_millis(),
+    })?;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Error::TooLarge {
+            limit: app.body_limit,
+        }),
+        // The connection's idle timeout fired while waiting for the rest of the body.
+        Err(error) if timed_out(error.as_ref()) => Err(Error::BodyTimeout {
+            millis: app.body_timeout.as_millis(),
+        }),
+        Err(error) => Err(Error::BodyRead(error.to_string())),
+    }
+}
+
+/// Whether `error` comes from an I/O timeout.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+fn delete(app: &App, uri: &Uri) -> Result<Response> {
+    let key = key_of(uri)?;
+    if key.is_empty() {
+        return Err(Error::MethodNotAllowed {
+            message: "DELETE needs a key: DELETE /<key>",
+            allow: "GET, HEAD, PUT",
+        });
+    }
+    // Deleting an absent key succeeds too, and still writes a tombstone, so the delete
+    // wins over an older value that a peer may hold.
+    app.state.delete(&&*key)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A JSON response of pre-serialized bytes.
+fn json(status: StatusCode, body: Bytes) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
