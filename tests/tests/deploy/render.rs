@@ -81,7 +81,7 @@ pub fn overlays(test: &str) -> Option<&'static [Overlay]> {
             // Straight to stderr: the test harness hides captured output of passing tests.
             let _ = writeln!(
                 std::io::stderr(),
-                "SKIPPED {test}: {reason}. Install kubectl (with kustomize built in, 1.27 or \
+                "SKIPPED {test}: {reason}. Install kubectl (with kustomize built in, 1.24 or \
                  newer) or set KUBECTL to check the Kubernetes manifests."
             );
             None
@@ -89,22 +89,38 @@ pub fn overlays(test: &str) -> Option<&'static [Overlay]> {
     }
 }
 
-/// The kubectl to render with: `$KUBECTL`, else `kubectl` from the PATH.
+/// The kubectl to render with: `$KUBECTL`, else `kubectl` from the PATH, provided its
+/// built-in kustomize knows `components` (kustomize 3.7, kubectl 1.21; Debian's
+/// `kubernetes-client` 1.20 is older).
 fn kubectl() -> Result<PathBuf, String> {
     let program =
         std::env::var_os("KUBECTL").map_or_else(|| PathBuf::from("kubectl"), PathBuf::from);
-    match Command::new(&program)
-        .args(["kustomize", "--help"])
+    let output = Command::new(&program)
+        .args(["version", "--client"])
         .output()
-    {
-        Ok(output) if output.status.success() => Ok(program),
-        Ok(output) => Err(format!(
-            "`{} kustomize --help` failed: {}",
-            program.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )),
-        Err(error) => Err(format!("cannot run `{}`: {error}", program.display())),
+        .map_err(|error| format!("cannot run `{}`: {error}", program.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Kustomize Version: v"))
+        .ok_or_else(|| {
+            format!(
+                "`{} version --client` names no built-in kustomize (kubectl 1.24 or newer has it)",
+                program.display()
+            )
+        })?;
+    let numbers: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .map(|part| part.parse().unwrap_or(0))
+        .collect();
+    if numbers < vec![3, 7] {
+        return Err(format!(
+            "{}'s built-in kustomize is v{version}, older than the v3.7 that `components` need",
+            program.display()
+        ));
     }
+    Ok(program)
 }
 
 /// The names of the directories under `configs/k8s/overlays/`, sorted.
