@@ -13,12 +13,17 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::proxy::Links;
+
 /// A shared HTTP client for tests (keep-alive, short timeouts).
 pub fn http() -> reqwest::Client {
     static CLIENT: Mutex<Option<reqwest::Client>> = Mutex::new(None);
     let mut client = CLIENT.lock().unwrap();
     client
         .get_or_insert_with(|| {
+            // reqwest is built without a bundled crypto provider (see the workspace
+            // manifest); it wants one even for plain HTTP.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .no_proxy()
@@ -291,6 +296,7 @@ pub struct ClusterBuilder {
     r0: usize,
     state: String,
     connection: String,
+    proxied: bool,
 }
 
 impl ClusterBuilder {
@@ -304,7 +310,15 @@ impl ClusterBuilder {
             r0: 3,
             state: String::new(),
             connection: String::new(),
+            proxied: false,
         }
+    }
+
+    /// Routes every link between two nodes through its own [`crate::proxy::Proxy`], so
+    /// [`Cluster::cut`] can isolate a node. `build` must then run inside a Tokio runtime.
+    pub fn proxied(mut self) -> Self {
+        self.proxied = true;
+        self
     }
 
     /// The push interval in milliseconds.
@@ -341,10 +355,17 @@ impl ClusterBuilder {
     pub fn build(self) -> Cluster {
         let dir = tempfile::Builder::new().prefix("c19-cluster-").tempdir().unwrap();
         let ports: Vec<(u16, u16)> = (0..self.nodes).map(|_| (free_port(), free_port())).collect();
-        let peers: Vec<String> = ports
-            .iter()
-            .map(|(_, peer)| format!("\"127.0.0.1:{peer}\""))
-            .collect();
+        let links = self
+            .proxied
+            .then(|| Links::start(&ports.iter().map(|&(_, peer)| peer).collect::<Vec<_>>()));
+        let peer_list = |ports: Vec<u16>| -> String {
+            ports
+                .iter()
+                .map(|port| format!("\"127.0.0.1:{port}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let all_peers = peer_list(ports.iter().map(|&(_, peer)| peer).collect());
         let indent = |yaml: &str| -> String {
             yaml.lines().map(|line| format!("    {line}\n")).collect()
         };
@@ -353,6 +374,10 @@ impl ClusterBuilder {
             .enumerate()
             .map(|(i, &(agent_port, peer_port))| {
                 let node = Node::new(&self.binary, &format!("node-{i}"), dir.path(), agent_port, peer_port);
+                let peers = match &links {
+                    Some(links) => peer_list(links.outgoing_ports(i)),
+                    None => all_peers.clone(),
+                };
                 let config = format!(
                     "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {agent_port}\n  state:\n    kind: Default\n{state}  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {peer_port}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n{connection}    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
                     state = indent(&self.state),
@@ -360,13 +385,13 @@ impl ClusterBuilder {
                     push = self.push_ms,
                     pull = self.pull_ms,
                     r0 = self.r0,
-                    peers = peers.join(", "),
+                    peers = peers,
                 );
                 fs::write(&node.config, config).unwrap();
                 node
             })
             .collect();
-        Cluster { nodes, dir }
+        Cluster { nodes, dir, links }
     }
 
     /// Writes the configurations and starts every node, waiting until all are ready.
@@ -389,6 +414,7 @@ pub struct Cluster {
     /// The agents.
     pub nodes: Vec<Node>,
     dir: tempfile::TempDir,
+    links: Option<Links>,
 }
 
 impl Cluster {
@@ -417,6 +443,21 @@ impl Cluster {
             true
         })
         .await
+    }
+
+    /// The proxies between the nodes of a [`ClusterBuilder::proxied`] cluster.
+    pub fn links(&self) -> &Links {
+        self.links.as_ref().expect("the cluster was not built with `proxied()`")
+    }
+
+    /// Cuts every link from and to node `i` (its agent port still answers).
+    pub fn cut(&self, i: usize) {
+        self.links().cut(i);
+    }
+
+    /// Heals the links of node `i`.
+    pub fn heal(&self, i: usize) {
+        self.links().heal(i);
     }
 
     /// Every node's log, for failure messages.

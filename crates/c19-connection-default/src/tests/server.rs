@@ -16,6 +16,7 @@ const LIMIT: usize = 4096;
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
