@@ -7,7 +7,11 @@ use c19_peer_provider_static::StaticPeerProvider;
 use serde_json::json;
 
 use super::{Recorder, config, gossip, mem_state::MemState, start_server};
-use crate::{client::PeerClient, publisher::publish, receiver::pull};
+use crate::{
+    client::PeerClient,
+    publisher::{PUSH_ROUNDS, Publisher, publish},
+    receiver::pull,
+};
 
 fn provider(peers: &[String]) -> StaticPeerProvider {
     serde_json::from_value(json!({ "peers": peers })).unwrap()
@@ -30,8 +34,7 @@ async fn publishes_new_and_updated_keys_in_pages_of_max_push_bytes() {
             1000 + i,
         );
     }
-    let since = publish(&gossip, 0).await;
-    assert_eq!(since, state.head());
+    assert_eq!(publish(&gossip, 0).await, Some(state.head()));
     let bodies = recorder.bodies.lock().unwrap().clone();
     assert!(
         bodies.len() >= 4,
@@ -44,18 +47,25 @@ async fn publishes_new_and_updated_keys_in_pages_of_max_push_bytes() {
     );
     assert_eq!(recorder.entries().len(), 20);
 
-    // An update to an existing key is pushed, and only it.
+    // An update to an existing key is pushed, and only it, in two rounds.
+    let mut publisher = Publisher::new(state.head());
+    let before = bodies.len();
     state.put("key-07", json!("updated"), 5000);
-    let since = publish(&gossip, since).await;
+    for _ in 0..PUSH_ROUNDS {
+        publisher.round(&gossip).await;
+    }
     let bodies = recorder.bodies.lock().unwrap().clone();
-    let last: serde_json::Value = serde_json::from_slice(bodies.last().unwrap()).unwrap();
-    assert_eq!(last, json!({"key-07": {"value": "updated", "ts": 5000}}));
+    assert_eq!(bodies.len(), before + PUSH_ROUNDS);
+    for body in &bodies[before..] {
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(body, json!({"key-07": {"value": "updated", "ts": 5000}}));
+    }
 
     // Nothing new: nothing sent.
-    let count = bodies.len();
-    assert_eq!(publish(&gossip, since).await, since);
-    assert_eq!(recorder.bodies.lock().unwrap().len(), count);
-    assert_eq!(gossip.stats.snapshot().pushes as usize, count);
+    publisher.round(&gossip).await;
+    assert_eq!(publisher.since(), state.head());
+    assert_eq!(recorder.bodies.lock().unwrap().len(), bodies.len());
+    assert_eq!(gossip.stats.snapshot().pushes as usize, bodies.len());
 }
 
 #[tokio::test]
@@ -68,23 +78,29 @@ async fn keeps_changes_until_a_peer_takes_them() {
     let gossip = gossip(&config, &provider, shared, 1);
     state.put("written-during-the-cut", json!(1), 1);
 
+    let mut publisher = Publisher::new(0);
     recorder.down.store(true, Ordering::SeqCst);
-    assert_eq!(publish(&gossip, 0).await, 0, "nobody took the change");
+    publisher.round(&gossip).await;
+    assert_eq!(publisher.since(), 0, "nobody took the change");
     assert_eq!(gossip.stats.snapshot().push_errors, 1);
     // Backed off: not even tried.
-    assert_eq!(publish(&gossip, 0).await, 0);
+    assert_eq!(publish(&gossip, 0).await, None);
     assert_eq!(gossip.stats.snapshot().push_errors, 1);
 
     recorder.down.store(false, Ordering::SeqCst);
-    let mut since = 0;
     for _ in 0..250 {
-        since = publish(&gossip, since).await;
-        if since == 1 {
+        publisher.round(&gossip).await;
+        if publisher.since() == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(since, 1, "the change went out once the peer was back");
+    assert_eq!(
+        publisher.since(),
+        1,
+        "the change went out once the peer was back"
+    );
+    assert_eq!(recorder.bodies.lock().unwrap().len(), PUSH_ROUNDS);
     assert!(recorder.entries().contains_key("written-during-the-cut"));
 }
 
@@ -144,6 +160,6 @@ async fn never_talks_to_itself_behind_an_unrecognised_address() {
     assert!(!pull(&gossip).await);
     assert!(gossip.choose().is_empty(), "recognised by its node id");
     state.put("k", json!(1), 1);
-    assert_eq!(publish(&gossip, 0).await, 0);
+    assert_eq!(publish(&gossip, 0).await, None);
     assert_eq!(server.stats.snapshot().pulls_served, 0);
 }
