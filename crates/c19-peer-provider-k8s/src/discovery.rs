@@ -2,11 +2,13 @@
 //! the peer list current.
 //!
 //! kube's `watcher` does the list-then-watch protocol and recovers by itself: a watch
-//! that ends is resumed from the last resourceVersion, an expired one (410 Gone) is
-//! re-listed, and every error is followed by kube's default exponential back-off
-//! (0.8 s doubling to 30 s, with jitter). This task turns its events into peers and logs
-//! every failure, so an outage is never silent. Meanwhile the last known peers stay on
-//! offer: gossip with possibly departed peers times out harmlessly, while an empty list
+//! that ends is resumed from the last resourceVersion and an expired one (410 Gone) is
+//! re-listed. After every error this task waits with kube's default exponential
+//! back-off (0.8 s doubling to 30 s, with jitter), reset only once pods were read again.
+//! (kube's `default_backoff()` stream adaptor would also reset on the `Init` event that
+//! precedes every list attempt, so a failing list would be retried every 0.8 s for ever.)
+//! Every failure is logged, so an outage is never silent. Meanwhile the last known peers
+//! stay on offer: gossip with a departed peer times out harmlessly, while an empty list
 //! would cut the agent off.
 
 use std::{
@@ -22,7 +24,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client,
     runtime::{
-        WatchStreamExt,
+        utils::Backoff,
         watcher::{self, DefaultBackoff, Event},
     },
 };
@@ -30,8 +32,8 @@ use tokio::sync::watch;
 
 use crate::{Error, Namespace, Result, pods::PodFilter};
 
-/// The longest wait between two attempts to build a client.
-const MAX_CONNECT_DELAY: Duration = Duration::from_secs(30);
+/// The longest wait between two attempts, should the back-off run dry.
+const MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// Everything the background task needs, owned.
 pub(crate) struct Discovery {
@@ -61,8 +63,8 @@ impl Discovery {
             Namespace::All => Api::all(client),
             Namespace::Named(namespace) => Api::namespaced(client, namespace),
         };
-        let mut events =
-            pin!(kube::runtime::watcher(api, self.watcher_config.clone()).default_backoff());
+        let mut events = pin!(kube::runtime::watcher(api, self.watcher_config.clone()));
+        let mut backoff = DefaultBackoff::default();
         let mut pods = PodPeers::default();
         let mut failing = false;
         loop {
@@ -74,16 +76,27 @@ impl Discovery {
             };
             match event {
                 Some(Ok(event)) => {
-                    if failing {
-                        tracing::info!("Kubernetes API reachable again");
-                        failing = false;
+                    // `Init` comes before a list is even tried: no sign of a working API.
+                    if !matches!(event, Event::Init) {
+                        backoff.reset();
+                        if failing {
+                            tracing::info!("Kubernetes API reachable again");
+                            failing = false;
+                        }
                     }
                     if pods.apply(event, &self.filter) {
                         self.publish(pods.peers());
                     }
                 }
                 Some(Err(error)) => {
-                    failing |= log_watch_error(&error, self.peers.borrow().len(), &self.namespace);
+                    let delay = backoff.next().unwrap_or(MAX_DELAY);
+                    let known = self.peers.borrow().len();
+                    failing |= log_watch_error(&error, known, &self.namespace, delay);
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
                 }
                 None => {
                     // kube's watcher never ends by itself; say so if it ever does.
@@ -101,31 +114,40 @@ impl Discovery {
             if *current == peers {
                 return false;
             }
-            let added = peers.iter().filter(|peer| !current.contains(peer)).count();
-            let removed = current.iter().filter(|peer| !peers.contains(peer)).count();
+            // Both lists are sorted.
+            let added = peers
+                .iter()
+                .filter(|peer| current.binary_search(peer).is_err())
+                .count();
+            let removed = current
+                .iter()
+                .filter(|peer| peers.binary_search(peer).is_err())
+                .count();
             summary = Some((added, removed));
             *current = peers.clone();
             true
         });
         if let Some((added, removed)) = summary {
+            let list: Vec<String> = peers.iter().map(ToString::to_string).collect();
             tracing::info!(
                 count = peers.len(),
                 added,
                 removed,
-                "peers from Kubernetes: {}",
-                peers
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                peers = list.join(","),
+                "peers from Kubernetes changed"
             );
         }
     }
 }
 
-/// Logs a watcher error; returns whether it means the API is failing (rather than a
-/// routine re-list).
-fn log_watch_error(error: &watcher::Error, known: usize, namespace: &Namespace) -> bool {
+/// Logs a watcher error before a retry in `delay`; returns whether it means the API is
+/// failing (rather than a routine re-list).
+fn log_watch_error(
+    error: &watcher::Error,
+    known: usize,
+    namespace: &Namespace,
+    delay: Duration,
+) -> bool {
     let status = match error {
         watcher::Error::WatchError(status) => Some(status.as_ref()),
         watcher::Error::InitialListFailed(kube::Error::Api(status))
@@ -135,7 +157,7 @@ fn log_watch_error(error: &watcher::Error, known: usize, namespace: &Namespace) 
     };
     match status.map(|status| status.code) {
         Some(410) => {
-            tracing::info!("the pod watch expired (410 Gone); re-listing pods");
+            tracing::info!("the pod watch expired (410 Gone); re-listing pods in {delay:.1?}");
             false
         }
         Some(401 | 403) => {
@@ -145,14 +167,14 @@ fn log_watch_error(error: &watcher::Error, known: usize, namespace: &Namespace) 
             };
             tracing::error!(
                 "Kubernetes API refused to list or watch pods: {error}; the service account needs \
-                 get, list and watch on pods ({role}); retrying with back-off, keeping the {known} \
+                 get, list and watch on pods ({role}); retrying in {delay:.1?}, keeping the {known} \
                  peers known so far"
             );
             true
         }
         _ => {
             tracing::warn!(
-                "Kubernetes API unavailable: {error}; retrying with back-off, keeping the {known} \
+                "Kubernetes API unavailable: {error}; retrying in {delay:.1?}, keeping the {known} \
                  peers known so far"
             );
             true
@@ -168,7 +190,7 @@ async fn connect(shutdown: &Shutdown) -> Option<Client> {
         match try_connect().await {
             Ok(client) => return Some(client),
             Err(error) => {
-                let delay = backoff.next().unwrap_or(MAX_CONNECT_DELAY);
+                let delay = backoff.next().unwrap_or(MAX_DELAY);
                 tracing::error!(
                     "cannot reach Kubernetes to discover peers: {error}; retrying in {delay:.1?} \
                      (set KUBECONFIG or run in a pod with a service account)"

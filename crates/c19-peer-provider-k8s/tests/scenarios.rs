@@ -269,3 +269,32 @@ async fn shutdown_stops_the_watch() {
     );
     assert_eq!(peers(&provider), ["10.0.0.1"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_retries_of_a_failing_list_back_off_exponentially() {
+    let (provider, mut api, shutdown) = start(json!({})).await;
+    let start = tokio::time::Instant::now();
+    for _ in 0..6 {
+        api.next().await.refuse();
+    }
+    // Five waits of at least 0.8, 1.6, 3.2, 6.4 and 12.8 s (plus jitter) on the paused
+    // clock; retrying at a steady 0.8 s would take about 4 s.
+    let waited = start.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(24),
+        "retried after only {waited:?}"
+    );
+    // Pods read again reset the back-off: the next failure is retried promptly.
+    api.list("5", &[pod("a", "10.0.0.1", 1)]).await;
+    wait_for_peers(&provider, &["10.0.0.1"]).await;
+    api.watch("5", &[gone()]).await;
+    let relisted = tokio::time::Instant::now();
+    api.list("9", &[pod("b", "10.0.0.2", 8)]).await;
+    let waited = relisted.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(2),
+        "re-listed after {waited:?}"
+    );
+    wait_for_peers(&provider, &["10.0.0.2"]).await;
+    shutdown.cancel();
+}
