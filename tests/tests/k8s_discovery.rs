@@ -465,3 +465,60 @@ async fn agents_serve_while_the_api_server_is_down_and_join_when_it_is_back() {
     converged(&[&c], "early", &json!(1)).await;
     api.stop().await;
 }
+
+/// Runs `c19 --check` on `yaml` with `env`; returns (success, stdout or stderr).
+fn check(yaml: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
+    fs::write(&path, yaml).unwrap();
+    let mut command = std::process::Command::new(agent_bin!());
+    command.arg("--config").arg(&path).arg("--check");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().unwrap();
+    let text = if out.status.success() {
+        out.stdout
+    } else {
+        out.stderr
+    };
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&text).into_owned(),
+    )
+}
+
+#[test]
+fn k8s_configurations_load_as_written_and_bad_values_are_named() {
+    let yaml = "version: 0.1\nspec:\n  connection:\n    kind: Default\n    peer_provider:\n\
+                \x20     kind: K8s\n      selector:\n        app.kubernetes.io/name: c19\n\
+                \x20       version: 2\n      namespace: \":all\"\n      port: \"4097\"\n";
+    let (ok, out) = check(yaml, &[]);
+    assert!(ok, "{out}");
+    let config: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        config["spec"]["connection"]["peer_provider"],
+        json!({
+            "kind": "K8s",
+            "selector": { "app.kubernetes.io/name": "c19", "version": "2" },
+            "namespace": ":all",
+            "port": 4097,
+        })
+    );
+    // Environment overrides, as the manifests set the namespace from the downward API.
+    let env = [("C19_SPEC__CONNECTION__PEER_PROVIDER__NAMESPACE", "team-a")];
+    let (ok, out) = check(yaml, &env);
+    assert!(ok, "{out}");
+    assert!(out.contains("\"namespace\": \"team-a\""), "{out}");
+    let env = [("C19_SPEC__CONNECTION__PEER_PROVIDER__NAMESPACE", "Team_A")];
+    let (ok, out) = check(yaml, &env);
+    assert!(!ok);
+    assert!(
+        out.contains("spec.connection.peer_provider.namespace") && out.contains("`Team_A`"),
+        "{out}"
+    );
+    let bad_key = yaml.replace("version: 2", "bad key: x");
+    let (ok, out) = check(&bad_key, &[]);
+    assert!(!ok);
+    assert!(out.contains("invalid label key `bad key`"), "{out}");
+}
