@@ -241,10 +241,13 @@ impl PodPeers {
                 }
                 false
             }
-            Event::InitDone => {
-                self.live = self.relisting.take().unwrap_or_default();
-                true
-            }
+            Event::InitDone => match self.relisting.take() {
+                Some(listed) => {
+                    self.live = listed;
+                    true
+                }
+                None => false,
+            },
             Event::Apply(pod) => {
                 let (key, peer) = judge(&pod, filter);
                 match peer {

@@ -22,6 +22,7 @@ mod discovery;
 mod error;
 mod identity;
 mod pods;
+mod syntax;
 
 use std::sync::{
     Arc,
