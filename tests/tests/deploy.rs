@@ -18,6 +18,8 @@ mod dockerfile;
 mod render;
 #[path = "deploy/repo.rs"]
 mod repo;
+#[path = "deploy/traffic.rs"]
+mod traffic;
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
@@ -248,6 +250,7 @@ fn every_overlay_renders_typed_resources_for_its_strategy() {
             .chain(r.daemon_sets.iter().map(|x| &x.metadata))
             .chain(r.stateful_sets.iter().map(|x| &x.metadata))
             .chain(r.disruption_budgets.iter().map(|x| &x.metadata))
+            .chain(r.network_policies.iter().map(|x| &x.metadata))
             .chain(r.roles.iter().map(|x| &x.metadata))
             .chain(r.role_bindings.iter().map(|x| &x.metadata));
         for metadata in namespaced {
@@ -343,8 +346,9 @@ fn every_agent_pod_agrees_with_its_config_rbac_and_image() {
         }
         let at = |problem: String| format!("overlay {}: {problem}", overlay.name);
         problems.extend(checks::binding_subjects(resources).into_iter().map(at));
-        problems.extend(checks::services(resources).into_iter().map(at));
+        problems.extend(traffic::services(resources).into_iter().map(at));
         problems.extend(checks::disruption_budgets(resources).into_iter().map(at));
+        problems.extend(traffic::network_policies(resources).into_iter().map(at));
     }
     assert!(
         problems.is_empty(),

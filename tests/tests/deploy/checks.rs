@@ -1,14 +1,12 @@
 //! The cross-references of a rendered overlay, each check returning the problems it found
 //! as sentences that name the resource, so one run lists everything that is wrong.
 
-use k8s_openapi::{
-    api::core::v1::Container, api::rbac::v1::PolicyRule,
-    apimachinery::pkg::util::intstr::IntOrString,
-};
+use k8s_openapi::api::{core::v1::Container, rbac::v1::PolicyRule};
 
 use crate::{
     agents::{self, AgentConfig, IMAGE, Workload},
     render::Resources,
+    traffic,
 };
 
 /// What the image says, for the manifests to agree with.
@@ -80,11 +78,18 @@ pub fn agent(
             ));
         }
     }
-    for layer in ["agent", "connection", "telemetry"] {
-        let address = spec[layer]["address"].as_str().unwrap_or("0.0.0.0");
-        if address.starts_with("127.") || address == "::1" || address == "localhost" {
+    // Peers dial the peer port and the kubelet and Prometheus the telemetry port on the pod
+    // IP; the agent port may stay on loopback when only the pod's own app uses it.
+    for (layer, port) in &listeners {
+        let address = spec[layer.as_str()]["address"]
+            .as_str()
+            .unwrap_or("0.0.0.0");
+        let loopback = address.starts_with("127.") || address == "::1" || address == "localhost";
+        let outside = layer != "agent"
+            || traffic::reached_from_outside(resources, workload, container, *port);
+        if loopback && outside {
             problem(format!(
-                "spec.{layer}.address {address} is unreachable from peers, Services and probes"
+                "spec.{layer}.address {address} is loopback, but {layer} port {port} is dialled from outside the pod"
             ));
         }
     }
@@ -359,46 +364,6 @@ pub fn binding_subjects(resources: &Resources) -> Vec<String> {
                     "binding {:?} names ServiceAccount {} in namespace {:?}, which the overlay does not create",
                     metadata.name, subject.name, subject.namespace
                 ));
-            }
-        }
-    }
-    problems
-}
-
-/// Services that select no pod or target a port their pods do not declare.
-pub fn services(resources: &Resources) -> Vec<String> {
-    let workloads = Workload::all(resources);
-    let mut problems = Vec::new();
-    for service in &resources.services {
-        let name = service.metadata.name.as_deref().unwrap_or_default();
-        let spec = service.spec.as_ref().unwrap();
-        let selector = spec.selector.clone().unwrap_or_default();
-        let selected: Vec<&Workload<'_>> = workloads
-            .iter()
-            .filter(|w| w.namespace == service.metadata.namespace.as_deref())
-            .filter(|w| {
-                !selector.is_empty() && selector.iter().all(|(k, v)| w.labels().get(k) == Some(v))
-            })
-            .collect();
-        if selected.is_empty() {
-            problems.push(format!("Service {name} selects no pods ({selector:?})"));
-        }
-        for port in spec.ports.iter().flatten() {
-            let target = port
-                .target_port
-                .clone()
-                .unwrap_or(IntOrString::Int(port.port));
-            for workload in &selected {
-                let found = workload
-                    .containers()
-                    .iter()
-                    .any(|(c, _)| agents::resolve_port(c, &target).is_some());
-                if !found {
-                    problems.push(format!(
-                        "Service {name} targets {target:?}, not a port of {}",
-                        workload.describe()
-                    ));
-                }
             }
         }
     }

@@ -14,6 +14,7 @@ use k8s_openapi::{
     api::{
         apps::v1::{DaemonSet, Deployment, StatefulSet},
         core::v1::{ConfigMap, Namespace, Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     },
@@ -45,6 +46,8 @@ pub struct Resources {
     pub stateful_sets: Vec<StatefulSet>,
     /// PodDisruptionBudgets.
     pub disruption_budgets: Vec<PodDisruptionBudget>,
+    /// NetworkPolicies.
+    pub network_policies: Vec<NetworkPolicy>,
     /// Roles.
     pub roles: Vec<Role>,
     /// RoleBindings.
@@ -169,6 +172,7 @@ fn render(kubectl: &Path, name: &str) -> Overlay {
             || take(document, &what, &mut r.daemon_sets)
             || take(document, &what, &mut r.stateful_sets)
             || take(document, &what, &mut r.disruption_budgets)
+            || take(document, &what, &mut r.network_policies)
             || take(document, &what, &mut r.roles)
             || take(document, &what, &mut r.role_bindings)
             || take(document, &what, &mut r.cluster_roles)
