@@ -5,9 +5,10 @@
 //! buffer without copying, the merge tie-break compares the same bytes on every agent,
 //! and `get_root` concatenates them without serializing values again.
 
-use std::{borrow::Borrow, cmp::Ordering, hash::Hash, io::Write as _, sync::Arc};
+use std::{cmp::Ordering, io::Write as _, sync::Arc};
 
 use bytes::Bytes;
+use equivalent::{Comparable, Equivalent};
 use serde_json::Value;
 
 use crate::error::{EntryProblem, Error, MAX_KEY_LEN, Result};
@@ -15,6 +16,15 @@ use crate::error::{EntryProblem, Error, MAX_KEY_LEN, Result};
 /// The wire JSON of a tombstone (after the `ts`): `ttl: 0` makes a 0.1 peer see an
 /// already expired value, and `deleted: true` tells a c19 state it is a tombstone.
 const TOMBSTONE_TAIL: &[u8] = br#","ttl":0,"deleted":true}"#;
+
+/// The wire JSON before the value.
+const VALUE_HEAD: &[u8] = br#"{"value":"#;
+
+/// The wire JSON between the value and the timestamp.
+const TS_HEAD: &[u8] = br#","ts":"#;
+
+/// The end of the wire JSON of a value that never expires.
+const VALUE_TAIL_NO_TTL: &[u8] = br#","ttl":null}"#;
 
 /// One validated write of a batch, not applied yet.
 #[derive(Debug)]
@@ -112,56 +122,94 @@ fn parse_entry(key: &str, entry: Value, default_ttl: Option<u64>) -> Result<Pars
 }
 
 /// What one key holds: a value or a tombstone, with its wire JSON.
-#[derive(Debug)]
-pub(crate) struct Record {
-    /// The key's bytes followed by the wire JSON of the entry.
-    buf: Bytes,
-    /// Where the key ends in `buf`.
-    key_len: u32,
-    /// The write's timestamp (ms since the Unix epoch).
-    pub ts: u64,
-    /// The last millisecond at which a value is visible (`ts + ttl`; `u64::MAX` if it
-    /// never expires). Unused for tombstones.
-    visible_until: u64,
-    /// The local sequence number of the change that stored this record.
-    pub seq: u64,
-    /// Whether this is a tombstone.
-    pub deleted: bool,
-}
+///
+/// One allocation per key, as a state may hold millions: a small header (`ts`, the
+/// local sequence number, the key's length, whether it is a tombstone), then the key,
+/// then the wire JSON. The expiry is read back from the end of the wire JSON rather
+/// than stored.
+#[derive(Debug, Clone)]
+pub(crate) struct Record(Arc<[u8]>);
+
+/// Header offsets in a record's buffer.
+const TS_AT: usize = 0;
+const SEQ_AT: usize = 8;
+const KEY_LEN_AT: usize = 16;
+const FLAGS_AT: usize = 20;
+const HEADER: usize = 21;
+/// The flag of a tombstone.
+const DELETED: u8 = 1;
 
 impl Record {
-    /// Makes the record of `write` at timestamp `ts`, stamped `seq`.
-    pub fn new(write: &Incoming, ts: u64, seq: u64) -> Self {
-        let key = write.key.as_bytes();
-        let value_len = write.value.as_ref().map_or(4, Vec::len);
-        let mut buf = Vec::with_capacity(key.len() + value_len + 64);
+    /// Makes the record of `incoming` at timestamp `ts`, stamped `seq`.
+    pub fn new(incoming: &Incoming, ts: u64, seq: u64) -> Self {
+        let key = incoming.key.as_bytes();
+        let value = incoming.value.as_deref().unwrap_or(b"null");
+        let tail_len = match (&incoming.value, incoming.ttl) {
+            (None, _) => TOMBSTONE_TAIL.len(),
+            (Some(_), Some(ttl)) => r#","ttl":}"#.len() + digits(ttl),
+            (Some(_), None) => VALUE_TAIL_NO_TTL.len(),
+        };
+        let len = HEADER
+            + key.len()
+            + VALUE_HEAD.len()
+            + value.len()
+            + TS_HEAD.len()
+            + digits(ts)
+            + tail_len;
+        let mut buf = Vec::with_capacity(len);
+        buf.extend_from_slice(&ts.to_le_bytes());
+        buf.extend_from_slice(&seq.to_le_bytes());
+        // parse_batch refused longer keys.
+        let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        buf.extend_from_slice(&key_len.to_le_bytes());
+        buf.push(if incoming.value.is_none() { DELETED } else { 0 });
         buf.extend_from_slice(key);
-        buf.extend_from_slice(br#"{"value":"#);
-        buf.extend_from_slice(write.value.as_deref().unwrap_or(b"null"));
+        buf.extend_from_slice(VALUE_HEAD);
+        buf.extend_from_slice(value);
         // Writing to a Vec cannot fail.
         let _ = write!(buf, r#","ts":{ts}"#);
-        match (&write.value, write.ttl) {
+        match (&incoming.value, incoming.ttl) {
             (None, _) => buf.extend_from_slice(TOMBSTONE_TAIL),
             (Some(_), Some(ttl)) => {
                 let _ = write!(buf, r#","ttl":{ttl}}}"#);
             }
-            (Some(_), None) => buf.extend_from_slice(br#","ttl":null}"#),
+            (Some(_), None) => buf.extend_from_slice(VALUE_TAIL_NO_TTL),
         }
-        buf.shrink_to_fit();
-        Self {
-            buf: Bytes::from(buf),
-            // parse_batch refused longer keys.
-            key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
-            ts,
-            visible_until: write.ttl.map_or(u64::MAX, |ttl| ts.saturating_add(ttl)),
-            seq,
-            deleted: write.value.is_none(),
-        }
+        debug_assert_eq!(buf.len(), len);
+        Self(Arc::from(buf))
+    }
+
+    fn u64_at(&self, at: usize) -> u64 {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&self.0[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// The write's timestamp (ms since the Unix epoch).
+    pub fn ts(&self) -> u64 {
+        self.u64_at(TS_AT)
+    }
+
+    /// The local sequence number of the change that stored this record.
+    pub fn seq(&self) -> u64 {
+        self.u64_at(SEQ_AT)
+    }
+
+    /// Whether this is a tombstone.
+    pub fn deleted(&self) -> bool {
+        self.0[FLAGS_AT] & DELETED != 0
+    }
+
+    /// Where the key ends in the buffer.
+    fn key_end(&self) -> usize {
+        let mut bytes = [0; 4];
+        bytes.copy_from_slice(&self.0[KEY_LEN_AT..KEY_LEN_AT + 4]);
+        HEADER + u32::from_le_bytes(bytes) as usize
     }
 
     /// The key.
     pub fn key(&self) -> &[u8] {
-        &self.buf[..self.key_len as usize]
+        &self.0[HEADER..self.key_end()]
     }
 
     /// The key as text (keys are stored from `String`s, so this never fails in practice).
@@ -171,31 +219,49 @@ impl Record {
 
     /// The wire JSON of the entry.
     pub fn entry(&self) -> &[u8] {
-        &self.buf[self.key_len as usize..]
+        &self.0[self.key_end()..]
     }
 
-    /// The wire JSON of the entry, sharing the stored buffer.
+    /// The wire JSON of the entry, sharing the stored buffer (no copy).
     pub fn entry_bytes(&self) -> Bytes {
-        self.buf.slice(self.key_len as usize..)
+        let start = self.key_end();
+        Bytes::from_owner(self.0.clone()).slice(start..)
+    }
+
+    /// The time to live of a value, read from the end of its wire JSON
+    /// (`...,"ttl":1234}`); `None` when it has none (`"ttl":null`) or is a tombstone.
+    fn ttl(&self) -> Option<u64> {
+        if self.deleted() {
+            return None;
+        }
+        let body = self.entry().strip_suffix(b"}")?;
+        let start = body.iter().rposition(|byte| !byte.is_ascii_digit())? + 1;
+        std::str::from_utf8(&body[start..]).ok()?.parse().ok()
+    }
+
+    /// The last millisecond at which a value is visible (`ts + ttl`, or never ending).
+    fn visible_until(&self) -> u64 {
+        self.ttl()
+            .map_or(u64::MAX, |ttl| self.ts().saturating_add(ttl))
     }
 
     /// Whether a `get` at `now` returns this record: a value that has not expired.
     pub fn is_live(&self, now: u64) -> bool {
-        !self.deleted && now <= self.visible_until
+        !self.deleted() && now <= self.visible_until()
     }
 
     /// Whether this is a value that expired before `now`.
     pub fn is_expired(&self, now: u64) -> bool {
-        !self.deleted && now > self.visible_until
+        !self.deleted() && now > self.visible_until()
     }
 
     /// Whether a sweep at `now` drops this record: an expired value, or a tombstone
     /// older than `tombstone_ttl`.
     pub fn is_purgeable(&self, now: u64, tombstone_ttl: u64) -> bool {
-        if self.deleted {
-            now > self.ts.saturating_add(tombstone_ttl)
+        if self.deleted() {
+            now > self.ts().saturating_add(tombstone_ttl)
         } else {
-            now > self.visible_until
+            self.is_expired(now)
         }
     }
 
@@ -203,41 +269,108 @@ impl Record {
     /// then the greater wire bytes win. Every agent compares the same bytes, so every
     /// agent picks the same winner whatever order writes arrive in.
     pub fn merge_order(&self, other: &Self) -> Ordering {
-        (self.ts, self.deleted, self.entry()).cmp(&(other.ts, other.deleted, other.entry()))
+        (self.ts(), self.deleted(), self.entry()).cmp(&(other.ts(), other.deleted(), other.entry()))
     }
 
-    /// This record's share of the state's version: a hash of key and entry that is the
-    /// same on every machine (xxh3 is specified; std's hasher is randomised).
+    /// This record's share of the state's version: a hash of key and entry (not of the
+    /// local header) that is the same on every machine (xxh3 is specified; std's hasher
+    /// is randomised).
     pub fn version_hash(&self) -> u128 {
-        xxhash_rust::xxh3::xxh3_128_with_seed(&self.buf, u64::from(self.key_len))
+        let key_len = (self.key_end() - HEADER) as u64;
+        xxhash_rust::xxh3::xxh3_128_with_seed(&self.0[HEADER..], key_len)
+    }
+
+    /// Whether both are the same stored record (not merely equal).
+    pub fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
-/// A record as stored in the key map. Hashing and equality look at the key only, so
-/// the map can be searched with the key's bytes (`Borrow<[u8]>`).
+/// The number of decimal digits of `n`.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+/// A record as stored in the key set, ordered by (hash of the key, key).
+///
+/// Ordering by a hash first keeps most comparisons of a lookup inside the tree's nodes
+/// (comparing keys would read each record's buffer, a cache miss apiece). The hash is
+/// xxh3, the same on every agent, so the full state comes out in the same order
+/// everywhere; keys with equal hashes are still told apart by the key.
 #[derive(Debug, Clone)]
-pub(crate) struct Slot(pub Arc<Record>);
+pub(crate) struct Slot {
+    hash: u64,
+    /// The record.
+    pub record: Record,
+}
 
-impl Borrow<[u8]> for Slot {
-    fn borrow(&self) -> &[u8] {
-        self.0.key()
+impl Slot {
+    /// Holds `record` in the key set.
+    pub fn new(record: Record) -> Self {
+        Self {
+            hash: key_hash(record.key()),
+            record,
+        }
     }
 }
 
-impl Hash for Slot {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // Must match `<[u8] as Hash>`, which lookups by key use.
-        self.0.key().hash(state);
-    }
+/// The hash that orders keys.
+fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
 }
 
 impl PartialEq for Slot {
     fn eq(&self, other: &Self) -> bool {
-        self.0.key() == other.0.key()
+        self.cmp(other) == Ordering::Equal
     }
 }
 
 impl Eq for Slot {}
+
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Slot {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.hash
+            .cmp(&other.hash)
+            .then_with(|| self.record.key().cmp(other.record.key()))
+    }
+}
+
+/// A key looked up in the key set; ordered as [`Slot`] orders its key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe<'a> {
+    hash: u64,
+    key: &'a [u8],
+}
+
+impl<'a> Probe<'a> {
+    /// A lookup of `key`.
+    pub fn new(key: &'a [u8]) -> Self {
+        Self {
+            hash: key_hash(key),
+            key,
+        }
+    }
+}
+
+impl Equivalent<Slot> for Probe<'_> {
+    fn equivalent(&self, slot: &Slot) -> bool {
+        self.hash == slot.hash && self.key == slot.record.key()
+    }
+}
+
+impl Comparable<Slot> for Probe<'_> {
+    fn compare(&self, slot: &Slot) -> Ordering {
+        self.hash
+            .cmp(&slot.hash)
+            .then_with(|| self.key.cmp(slot.record.key()))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -268,7 +401,7 @@ mod tests {
     fn tombstones_have_one_wire_form() {
         let writes = parse(r#"{"cat": {"value": 3, "ttl": 5, "deleted": true}}"#).unwrap();
         let record = Record::new(&writes[0], 9, 1);
-        assert!(record.deleted);
+        assert!(record.deleted());
         assert_eq!(
             record.entry(),
             br#"{"value":null,"ts":9,"ttl":0,"deleted":true}"#
@@ -335,6 +468,43 @@ mod tests {
         assert_eq!(at(x, 1).merge_order(&at(y, 1)), Ordering::Less);
         assert_eq!(at(tomb, 1).merge_order(&at(y, 1)), Ordering::Greater);
         assert_eq!(at(x, 1).merge_order(&at(x, 1)), Ordering::Equal);
+    }
+
+    #[test]
+    fn slots_stay_small() {
+        assert!(size_of::<Slot>() <= 24, "{}", size_of::<Slot>());
+    }
+
+    #[test]
+    fn buffers_have_the_exact_size() {
+        for input in [
+            r#"{"k": {"value": "x", "ttl": 0}}"#,
+            r#"{"k": {"value": [1, 2], "ttl": 18446744073709551615}}"#,
+            r#"{"key": {"value": null}}"#,
+            r#"{"key": {"value": 1, "deleted": true}}"#,
+        ] {
+            for ts in [0, 9, 10, 1_763_800_000_000, u64::MAX] {
+                let record = Record::new(&parse(input).unwrap()[0], ts, 1);
+                assert_eq!(
+                    record.0.len(),
+                    HEADER + record.key().len() + record.entry().len()
+                );
+                assert_eq!((record.ts(), record.seq()), (ts, 1));
+                let parsed: Value = serde_json::from_slice(record.entry()).unwrap();
+                assert_eq!(parsed["ts"], ts, "{input}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_ttl_is_read_back_from_the_wire_json() {
+        let at = |input: &str| Record::new(&parse(input).unwrap()[0], 100, 0);
+        assert_eq!(at(r#"{"a": {"value": "1}", "ttl": 25}}"#).ttl(), Some(25));
+        assert_eq!(at(r#"{"a": {"value": 7}}"#).ttl(), None);
+        assert_eq!(at(r#"{"a": {"value": 7, "deleted": true}}"#).ttl(), None);
+        assert!(at(r#"{"a": {"value": 7, "ttl": 0}}"#).is_live(100));
+        assert!(!at(r#"{"a": {"value": 7, "ttl": 0}}"#).is_live(101));
+        assert!(at(r#"{"a": {"value": 7}}"#).is_live(u64::MAX));
     }
 
     #[test]
