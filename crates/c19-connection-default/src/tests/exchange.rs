@@ -6,7 +6,7 @@ use c19_core::State;
 use c19_peer_provider_static::StaticPeerProvider;
 use serde_json::json;
 
-use super::{Recorder, config, gossip, mem_state::MemState, start_server};
+use super::{Recorder, config, gossip, mem_state::MemState, start_server, start_server_at};
 use crate::{
     client::PeerClient,
     publisher::{PUSH_ROUNDS, Publisher, publish},
@@ -162,4 +162,22 @@ async fn never_talks_to_itself_behind_an_unrecognised_address() {
     state.put("k", json!(1), 1);
     assert_eq!(publish(&gossip, 0).await, None);
     assert_eq!(server.stats.snapshot().pulls_served, 0);
+}
+
+#[tokio::test]
+async fn exchanges_with_ipv6_peers() {
+    let (remote, remote_shared) = MemState::shared();
+    remote.put("v6", json!("over [::1]"), 1);
+    let server = start_server_at("[::1]:0", remote_shared, 1 << 20, Duration::from_secs(1)).await;
+    let peers = [format!("[::1]:{}", server.addr.port())];
+    let config = config(&peers);
+    let provider = provider(&peers);
+    let (local, shared) = MemState::shared();
+    let gossip = gossip(&config, &provider, shared, 1);
+
+    assert!(pull(&gossip).await);
+    assert_eq!(local.value("v6"), Some(json!("over [::1]")));
+    local.put("back", json!(true), 2);
+    assert!(publish(&gossip, 1).await.is_some());
+    assert_eq!(remote.value("back"), Some(json!(true)));
 }

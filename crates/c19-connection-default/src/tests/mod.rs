@@ -89,7 +89,17 @@ pub(crate) async fn start_server(
     body_limit: usize,
     timeout: Duration,
 ) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_server_at("127.0.0.1:0", state, body_limit, timeout).await
+}
+
+/// [`start_server`] bound to `bind`.
+pub(crate) async fn start_server_at(
+    bind: &str,
+    state: SafeState,
+    body_limit: usize,
+    timeout: Duration,
+) -> TestServer {
+    let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(Stats::default());
     let node = NodeId::random();
