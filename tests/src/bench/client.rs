@@ -58,6 +58,13 @@ pub struct PeerStats {
     pub bytes_received: u64,
 }
 
+/// Makes `ring` the process's TLS crypto provider, which reqwest (built without one)
+/// needs before any client is built. Safe to call many times.
+pub fn install_crypto_provider() {
+    // An error only means a provider is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A keep-alive HTTP client with timeouts fit for bulk requests.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -67,6 +74,7 @@ pub struct Api {
 impl Api {
     /// A client: 2 s to connect, 60 s per request (bulk loads are large).
     pub fn new() -> Result<Self> {
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))

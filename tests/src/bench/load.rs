@@ -187,6 +187,7 @@ pub async fn builtin(
     stop: Option<Arc<AtomicBool>>,
 ) -> Result<(Vec<Sample>, Instant)> {
     let stop = stop.unwrap_or_default();
+    super::client::install_crypto_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .timeout(Duration::from_secs(5))
@@ -293,6 +294,77 @@ Transfer/sec:      8.00MB
         assert_eq!(wrk_duration_ms("2.00s"), Some(2000.0));
         assert_eq!(wrk_duration_ms("250.00us"), Some(0.25));
         assert_eq!(wrk_duration_ms("1.5x"), None);
+    }
+
+    /// A keep-alive HTTP/1.1 server answering `ok` to every request; counts connections.
+    async fn tiny_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(n) = socket.read(&mut chunk).await {
+                        if n == 0 {
+                            break;
+                        }
+                        buffer.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buffer.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if socket.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn the_built_in_generator_keeps_its_connections_alive() {
+        let (url, accepted) = tiny_server().await;
+        let make: MakeRequest = Arc::new(move |client: &reqwest::Client, _| client.get(&url));
+        let (samples, _) = builtin(make, 4, Duration::from_secs(1), None)
+            .await
+            .unwrap();
+        // More requests than connections: at least one connection carried several.
+        assert!(samples.len() > 4, "only {} requests", samples.len());
+        assert!(samples.iter().all(|sample| sample.ok));
+        let connections = accepted.load(Ordering::SeqCst);
+        assert!(
+            (1..=4).contains(&connections),
+            "{connections} connections for 4 workers"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_built_in_generator_stops_when_told() {
+        let (url, _) = tiny_server().await;
+        let make: MakeRequest = Arc::new(move |client: &reqwest::Client, _| client.get(&url));
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = tokio::spawn(builtin(
+            make,
+            2,
+            Duration::from_secs(60),
+            Some(stop.clone()),
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.store(true, Ordering::SeqCst);
+        // Far before its 60 s duration.
+        let (samples, _) = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the generator did not stop")
+            .unwrap()
+            .unwrap();
+        assert!(!samples.is_empty());
     }
 
     #[test]

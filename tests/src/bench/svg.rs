@@ -1,5 +1,6 @@
 //! A small SVG line chart of convergence time against the number of agents, written
-//! by hand: one colour per kind of write, p90 solid and max dashed, targets in grey.
+//! by hand: one colour per kind of write, p50 dotted, p90 solid and max dashed,
+//! targets in grey.
 
 use std::fmt::Write as _;
 
@@ -93,13 +94,22 @@ pub fn convergence_chart(points: &[Point], references: &[Reference<'_>]) -> Stri
     let mut legend_y = TOP + 10.0;
     for kind in Kind::ALL {
         let colour = colour(kind);
-        for (stat, dash) in [("p90", ""), ("max", r#" stroke-dasharray="6,4""#)] {
+        for (stat, dash) in [
+            ("p50", r#" stroke-dasharray="1,3""#),
+            ("p90", ""),
+            ("max", r#" stroke-dasharray="6,4""#),
+        ] {
             let mut series: Vec<(f64, f64)> = points
                 .iter()
                 .filter(|p| p.kind == kind)
                 .filter_map(|p| {
                     let s = p.summary?;
-                    Some((p.n as f64, if stat == "p90" { s.p90 } else { s.max }))
+                    let ms = match stat {
+                        "p50" => s.p50,
+                        "p90" => s.p90,
+                        _ => s.max,
+                    };
+                    Some((p.n as f64, ms))
                 })
                 .collect();
             if series.is_empty() {
@@ -207,14 +217,15 @@ mod tests {
 
     #[test]
     fn draws_one_line_per_kind_and_statistic() {
+        // 3 kinds × (p50, p90, max) over 2 cluster sizes.
         let points: Vec<Point> = [10, 30]
             .into_iter()
             .flat_map(|n| Kind::ALL.map(|kind| point(n, kind, 400.0 + n as f64, 900.0 + n as f64)))
             .collect();
         let svg = convergence_chart(&points, &[(600.0, "p90 target <10 agents>")]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 6);
-        assert_eq!(svg.matches("<circle").count(), 12);
+        assert_eq!(svg.matches("<polyline").count(), 9);
+        assert_eq!(svg.matches("<circle").count(), 18);
         assert!(svg.contains("p90 target &lt;10 agents&gt;"));
         assert!(svg.contains(">overwrite max<"));
         assert!(svg.contains(">30</text>"));

@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("c19-bench: agent {}", options.agent.display());
+    bench::client::install_crypto_provider();
     let report = runtime.block_on(async {
         tokio::select! {
             report = bench::run(&options) => Some(report),
