@@ -1,7 +1,10 @@
 //! What the publisher and the receiver share: the state, the peers, the client, and the
 //! bookkeeping of each exchange (health, logs, counters).
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use bytes::Bytes;
 use c19_core::{Applied, Diff, PeerProvider, SafeState};
@@ -40,6 +43,9 @@ pub(crate) struct Gossip<'a> {
     pub settings: Settings,
     /// Traffic counters.
     pub stats: Arc<Stats>,
+    /// The latest stretch of the state's history filled by a pull alone; see
+    /// [`Gossip::take_pulled`].
+    pub pulled: Mutex<Option<(u64, u64)>>,
 }
 
 impl Gossip<'_> {
@@ -106,9 +112,44 @@ impl Gossip<'_> {
         self.judge(target, result)
     }
 
+    /// Merges a pulled state, noting the stretch of history it filled when nothing else
+    /// changed the state meanwhile.
     async fn merge(&self, body: Bytes) -> Result<Applied> {
         let state = self.state.clone();
-        Ok(tokio::task::spawn_blocking(move || state.set(&body)).await??)
+        let before = state.head();
+        let (applied, after) = tokio::task::spawn_blocking(move || {
+            let applied = state.set(&body);
+            (applied, state.head())
+        })
+        .await?;
+        let applied = applied?;
+        // Each change takes the next point, so a stretch as long as the number of changes
+        // holds this merge and nothing else. A state numbering otherwise never matches.
+        let count = u64::try_from(applied.applied).unwrap_or(u64::MAX);
+        if count > 0 && after.checked_sub(before) == Some(count) {
+            let mut pulled = self
+                .pulled
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *pulled = match *pulled {
+                Some((start, end)) if end == before => Some((start, after)),
+                _ => Some((before, after)),
+            };
+        }
+        Ok(applied)
+    }
+
+    /// The latest stretch `(after, up_to)` of the state's history that a pull alone
+    /// filled, if any since the last call.
+    ///
+    /// What a pull brought is known to the peer it came from and reaches the others by
+    /// their own pulls, so an agent that has nothing else to publish need not push it:
+    /// a restarted, empty agent would otherwise push the whole state it just pulled.
+    pub fn take_pulled(&self) -> Option<(u64, u64)> {
+        self.pulled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     /// Records how an exchange with `target` went.

@@ -15,10 +15,11 @@
 //! It speaks the 0.1 protocol, so 0.1 and c19 agents can share a cluster:
 //!
 //! - the **peer server** answers `GET /<version>` with the whole state (204 when the
-//!   version is its own) and merges `PUT /` bodies; see [`server`](crate::server) docs
-//!   for its limits and errors;
+//!   version is its own) and merges `PUT /` bodies. A body the state refuses gets 400,
+//!   one over `body_limit` 413, one that arrives too slowly 408, each with
+//!   `{"error": "..."}` and no change to the state;
 //! - the **publisher** pushes every change (new keys, updates, deletions) made or
-//!   learned since its last push to `r0` random peers;
+//!   learned since its last pushes to `r0` random peers, each change in two rounds;
 //! - the **receiver** pulls from `r0` random peers at start and every `pull_interval`.
 //!
 //! One pooled keep-alive HTTP client serves all peers, with timeouts and a bound on
@@ -111,6 +112,7 @@ impl DefaultConnection {
             client: PeerClient::new(&settings, node).map_err(LayerError::other)?,
             settings,
             stats,
+            pulled: Default::default(),
         };
         tokio::join!(
             server::serve(

@@ -10,6 +10,9 @@
 //! probability about `e^-r0` (5% of the agents at `r0: 3`), which then waits for a
 //! pull; with two rounds about `e^-2·r0` (0.25%).
 //!
+//! What a pull alone brought is not pushed when nothing else is pending (see
+//! [`Gossip::take_pulled`]): the peer it came from has it, the others pull too.
+//!
 //! Changes are only counted as published once some peer took them: while no peer is
 //! reachable (a network cut), local writes wait and go out when one is again.
 
@@ -65,6 +68,12 @@ impl Publisher {
 
     /// One round: sends the changes after [`Publisher::since`] to random peers.
     pub async fn round(&mut self, gossip: &Gossip<'_>) {
+        if let Some((start, end)) = gossip.take_pulled()
+            && self.marks.iter().all(|mark| *mark == start)
+        {
+            // Nothing else was pending: what the pull brought need not be pushed.
+            self.marks.iter_mut().for_each(|mark| *mark = end);
+        }
         let since = self.since();
         if gossip.state.head() == since {
             return;

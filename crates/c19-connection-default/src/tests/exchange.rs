@@ -181,3 +181,42 @@ async fn exchanges_with_ipv6_peers() {
     assert!(publish(&gossip, 1).await.is_some());
     assert_eq!(remote.value("back"), Some(json!(true)));
 }
+
+#[tokio::test]
+async fn what_a_pull_brought_is_not_pushed_on_but_local_writes_are() {
+    let (remote, remote_shared) = MemState::shared();
+    remote.put("a", json!(1), 1);
+    remote.put("b", json!(2), 2);
+    let server = start_server(remote_shared, 1 << 20, Duration::from_secs(1)).await;
+    let (recorder, recorder_addr) = Recorder::start().await;
+    let peers = [server.addr.to_string(), recorder_addr.to_string()];
+    let config = config(&peers);
+    let provider = provider(&peers);
+
+    // An idle agent (just restarted, say) pulls the state: it does not push it on.
+    let (local, shared) = MemState::shared();
+    let gossip = gossip(&config, &provider, shared, 1);
+    let mut publisher = Publisher::new(local.head());
+    assert!(pull(&gossip).await);
+    assert_eq!(local.len(), 2);
+    publisher.round(&gossip).await;
+    assert!(recorder.bodies.lock().unwrap().is_empty());
+    assert_eq!(publisher.since(), local.head());
+    // Its own writes it does push.
+    local.put("mine", json!("local"), 3);
+    publisher.round(&gossip).await;
+    assert_eq!(recorder.entries().keys().collect::<Vec<_>>(), ["mine"]);
+
+    // An agent with a write still unpublished pushes everything after it, pulled or not.
+    let (local, shared) = MemState::shared();
+    let gossip = self::gossip(&config, &provider, shared, 1);
+    let mut publisher = Publisher::new(local.head());
+    local.put("pending", json!("local"), 3);
+    assert!(pull(&gossip).await);
+    recorder.bodies.lock().unwrap().clear();
+    publisher.round(&gossip).await;
+    let pushed = recorder.entries();
+    for key in ["pending", "a", "b", "mine"] {
+        assert!(pushed.contains_key(key), "{key} not pushed: {pushed:?}");
+    }
+}

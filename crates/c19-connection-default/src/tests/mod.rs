@@ -147,7 +147,8 @@ impl Recorder {
                         recorder.bodies.lock().unwrap().push(body);
                         StatusCode::NO_CONTENT
                     },
-                ),
+                )
+                .get(|| async { r#"["not a map"]"# }),
             )
             .route("/{version}", get(|| async { r#"["not a map"]"# }))
             .with_state(recorder.clone());
@@ -189,5 +190,6 @@ pub(crate) fn gossip<'a>(
         client: PeerClient::new(&settings, NodeId::random()).unwrap(),
         settings,
         stats: Arc::new(Stats::default()),
+        pulled: Default::default(),
     }
 }
