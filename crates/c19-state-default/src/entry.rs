@@ -179,6 +179,21 @@ impl Record {
         Self(Arc::from(buf))
     }
 
+    /// Stamps a record that is not shared yet with the sequence number of the change
+    /// that stores it.
+    pub fn stamp(&mut self, seq: u64) {
+        match Arc::get_mut(&mut self.0) {
+            Some(buf) => buf[SEQ_AT..SEQ_AT + 8].copy_from_slice(&seq.to_le_bytes()),
+            // Records are shared only once stored, and stored records are never
+            // stamped; copying keeps this correct regardless.
+            None => {
+                let mut buf = self.0.to_vec();
+                buf[SEQ_AT..SEQ_AT + 8].copy_from_slice(&seq.to_le_bytes());
+                self.0 = Arc::from(buf);
+            }
+        }
+    }
+
     fn u64_at(&self, at: usize) -> u64 {
         let mut bytes = [0; 8];
         bytes.copy_from_slice(&self.0[at..at + 8]);
@@ -490,6 +505,10 @@ mod tests {
                     HEADER + record.key().len() + record.entry().len()
                 );
                 assert_eq!((record.ts(), record.seq()), (ts, 1));
+                let mut stamped = record.clone();
+                stamped.stamp(7);
+                assert_eq!((stamped.seq(), record.seq()), (7, 1));
+                assert_eq!(stamped.entry(), record.entry());
                 let parsed: Value = serde_json::from_slice(record.entry()).unwrap();
                 assert_eq!(parsed["ts"], ts, "{input}");
             }

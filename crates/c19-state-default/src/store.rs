@@ -117,51 +117,87 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Merges a validated batch at time `now` (ms), as one new snapshot.
     ///
-    /// A write without `ts` gets `max(now, held.ts + 1)`, so it supersedes what this
-    /// store held even when the local clock is behind the writer of that value.
+    /// Entries that carry a `ts` (from peers, mostly) are built and compared with what
+    /// is held before the writer lock is taken: a peer's full state mostly repeats what
+    /// this store holds, and sorting that out must not hold up local writes. Under the
+    /// lock each survivor is compared again (it may have lost since) and stored.
     pub fn apply(&self, batch: &[Incoming], now: u64) -> Applied {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        self.apply_locked(batch, now)
+        let mut ignored = 0;
+        let mut prepared = Vec::with_capacity(batch.len());
+        {
+            let snapshot = self.current.load_full();
+            for incoming in batch {
+                let Some(ts) = incoming.ts else {
+                    prepared.push(Prepared::Local(incoming));
+                    continue;
+                };
+                let held = snapshot.get(incoming.key.as_bytes());
+                if held.is_some_and(|held| !may_win(incoming, ts, held)) {
+                    ignored += 1;
+                    continue;
+                }
+                let record = Record::new(incoming, ts, 0);
+                if held.is_some_and(|held| record.merge_order(held) != Ordering::Greater) {
+                    ignored += 1;
+                    continue;
+                }
+                prepared.push(Prepared::Built(record));
+            }
+        }
+        let mut applied = if prepared.is_empty() {
+            Applied::default()
+        } else {
+            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            self.apply_locked(prepared, now)
+        };
+        applied.ignored += ignored;
+        applied
     }
 
     /// Writes the tombstone `delete` at time `now`; returns whether it hid a value.
     pub fn delete(&self, delete: &Incoming, now: u64) -> bool {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let snapshot = self.current.load();
-        let was_live = snapshot
+        let was_live = self
+            .current
+            .load()
             .get(delete.key.as_bytes())
             .is_some_and(|record| record.is_live(now));
-        self.apply_locked(std::slice::from_ref(delete), now);
+        self.apply_locked(vec![Prepared::Local(delete)], now);
         was_live
     }
 
-    /// [`Store::apply`], the writer lock being held.
-    fn apply_locked(&self, batch: &[Incoming], now: u64) -> Applied {
+    /// Stores what wins of `prepared`, the writer lock being held.
+    ///
+    /// A write without `ts` gets `max(now, held.ts + 1)`, so it supersedes what this
+    /// store held even when the local clock is behind the writer of that value.
+    fn apply_locked(&self, prepared: Vec<Prepared<'_>>, now: u64) -> Applied {
         let mut next = Snapshot::clone(&self.current.load());
         let mut applied = Applied::default();
-        for (index, incoming) in batch.iter().enumerate() {
-            self.checkpoint(index, batch.len());
-            let held = next.get(incoming.key.as_bytes()).cloned();
-            let ts = match (incoming.ts, &held) {
-                (Some(ts), _) => ts,
-                (None, Some(held)) => now.max(held.ts().saturating_add(1)),
-                (None, None) => now,
+        let count = prepared.len();
+        for (index, prepared) in prepared.into_iter().enumerate() {
+            self.checkpoint(index, count);
+            let seq = next.head + 1;
+            let (record, held) = match prepared {
+                Prepared::Local(incoming) => {
+                    let held = next.get(incoming.key.as_bytes()).cloned();
+                    let ts = held
+                        .as_ref()
+                        .map_or(now, |held| now.max(held.ts().saturating_add(1)));
+                    (Record::new(incoming, ts, seq), held)
+                }
+                Prepared::Built(mut record) => {
+                    let held = next.get(record.key()).cloned();
+                    if held
+                        .as_ref()
+                        .is_some_and(|held| record.merge_order(held) != Ordering::Greater)
+                    {
+                        applied.ignored += 1;
+                        continue;
+                    }
+                    record.stamp(seq);
+                    (record, held)
+                }
             };
-            if held
-                .as_ref()
-                .is_some_and(|held| !may_win(incoming, ts, held))
-            {
-                applied.ignored += 1;
-                continue;
-            }
-            let record = Record::new(incoming, ts, next.head + 1);
-            if held
-                .as_ref()
-                .is_some_and(|held| record.merge_order(held) != Ordering::Greater)
-            {
-                applied.ignored += 1;
-                continue;
-            }
             next.put(held.as_ref(), record);
             applied.applied += 1;
         }
@@ -287,6 +323,14 @@ impl Store {
     }
 }
 
+/// A write of a batch, ready to be stored.
+enum Prepared<'a> {
+    /// A write without `ts`: its timestamp depends on what is held when it is stored.
+    Local(&'a Incoming),
+    /// A write with its `ts`, built (not stamped yet) and found newer than what was held.
+    Built(Record),
+}
+
 /// Whether `incoming` at `ts` may beat `held`, deciding on timestamps alone when it
 /// can (merges of a whole peer state mostly lose, and then build no bytes).
 fn may_win(incoming: &Incoming, ts: u64, held: &Record) -> bool {
@@ -405,6 +449,32 @@ mod tests {
             Some(&br#"{"value":"new","ts":2,"ttl":null}"#[..])
         );
         assert_eq!(store.len(), 100_001);
+    }
+
+    #[test]
+    fn a_merge_that_repeats_held_data_does_not_wait_for_writers() {
+        let store = Arc::new(Store::default());
+        let repeated = r#"{"a": {"value": 1, "ts": 5}, "b": {"value": 2, "ts": 5}}"#;
+        store.apply(&batch(repeated), 10);
+        let head = store.head();
+        let writer = store.writer.lock().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let merger = {
+            let store = store.clone();
+            thread::spawn(move || {
+                let applied = store.apply(&batch(repeated), 10);
+                let older = store.apply(&batch(r#"{"a": {"value": 0, "ts": 4}}"#), 10);
+                done_tx.send((applied, older)).unwrap();
+            })
+        };
+        // Waiting for the writer lock would never end while this test holds it; the
+        // timeout only keeps a broken store from hanging the test.
+        let (applied, older) = done_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        drop(writer);
+        merger.join().unwrap();
+        assert_eq!((applied.applied, applied.ignored), (0, 2));
+        assert_eq!((older.applied, older.ignored), (0, 1));
+        assert_eq!(store.head(), head);
     }
 
     #[test]
