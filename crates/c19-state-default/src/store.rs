@@ -86,8 +86,9 @@ impl Snapshot {
 /// The records of one state, readable without locks.
 pub(crate) struct Store {
     current: ArcSwap<Snapshot>,
-    /// Serializes writers; readers never take it.
-    writer: Mutex<()>,
+    /// Serializes writers (readers never take it); holds replaced snapshots that a
+    /// reader still held when they were replaced.
+    writer: Mutex<Retired>,
     /// Called once in the middle of each batch, with the writer lock held (tests only).
     #[cfg(test)]
     pub(crate) mid_batch: Mutex<Option<Box<dyn FnMut() + Send>>>,
@@ -97,7 +98,7 @@ impl Default for Store {
     fn default() -> Self {
         Self {
             current: ArcSwap::from_pointee(Snapshot::default()),
-            writer: Mutex::new(()),
+            writer: Mutex::new(Retired::default()),
             #[cfg(test)]
             mid_batch: Mutex::new(None),
         }
@@ -147,8 +148,8 @@ impl Store {
         let mut applied = if prepared.is_empty() {
             Applied::default()
         } else {
-            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            self.apply_locked(prepared, now)
+            let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            self.apply_locked(prepared, now, &mut retired)
         };
         applied.ignored += ignored;
         applied
@@ -156,13 +157,13 @@ impl Store {
 
     /// Writes the tombstone `delete` at time `now`; returns whether it hid a value.
     pub fn delete(&self, delete: &Incoming, now: u64) -> bool {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let was_live = self
             .current
             .load()
             .get(delete.key.as_bytes())
             .is_some_and(|record| record.is_live(now));
-        self.apply_locked(vec![Prepared::Local(delete)], now);
+        self.apply_locked(vec![Prepared::Local(delete)], now, &mut retired);
         was_live
     }
 
@@ -170,7 +171,12 @@ impl Store {
     ///
     /// A write without `ts` gets `max(now, held.ts + 1)`, so it supersedes what this
     /// store held even when the local clock is behind the writer of that value.
-    fn apply_locked(&self, prepared: Vec<Prepared<'_>>, now: u64) -> Applied {
+    fn apply_locked(
+        &self,
+        prepared: Vec<Prepared<'_>>,
+        now: u64,
+        retired: &mut Retired,
+    ) -> Applied {
         let mut next = Snapshot::clone(&self.current.load());
         let mut applied = Applied::default();
         let count = prepared.len();
@@ -202,7 +208,7 @@ impl Store {
             applied.applied += 1;
         }
         if applied.applied > 0 {
-            self.current.store(Arc::new(next));
+            retired.replace(&self.current, next);
         }
         applied
     }
@@ -294,14 +300,14 @@ impl Store {
         if doomed.is_empty() {
             return 0;
         }
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = Snapshot::clone(&self.current.load());
         // A record rewritten since the scan is no longer the one held: it stays.
         let dropped = doomed
             .iter()
             .filter(|record| next.drop_record(record))
             .count();
-        self.current.store(Arc::new(next));
+        retired.replace(&self.current, next);
         dropped
     }
 
@@ -320,6 +326,26 @@ impl Store {
         }
         #[cfg(not(test))]
         let _ = (index, len);
+    }
+}
+
+/// Snapshots replaced while a reader still held them.
+///
+/// The last holder of a replaced snapshot frees the nodes only it had, which after a
+/// large merge takes a while. Readers must not pay for that: a writer frees what it
+/// replaces when no reader holds it, and otherwise keeps it here until a later write
+/// finds it released (reads take microseconds, so that is the next write).
+#[derive(Default)]
+struct Retired(Vec<Arc<Snapshot>>);
+
+impl Retired {
+    /// Makes `next` the current snapshot of `current`.
+    fn replace(&mut self, current: &ArcSwap<Snapshot>, next: Snapshot) {
+        let old = current.swap(Arc::new(next));
+        self.0.push(old);
+        // Only this writer holds those left with one reference, and no reader can
+        // load them again: freeing them here cannot land on a reader.
+        self.0.retain(|snapshot| Arc::strong_count(snapshot) > 1);
     }
 }
 
