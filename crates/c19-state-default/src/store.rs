@@ -35,15 +35,16 @@ use bytes::Bytes;
 use c19_core::{Applied, Diff};
 use imbl::{OrdMap, OrdSet};
 
-use crate::entry::{Incoming, Probe, Record, Slot};
+use crate::entry::{HashEdge, Incoming, Probe, Record, Slot};
 
 /// One consistent view of the data.
 #[derive(Clone, Default)]
 struct Snapshot {
     /// Every held record (values, expired values not swept yet, tombstones), by key.
     keys: OrdSet<Slot>,
-    /// The same records by the sequence number of the change that stored them.
-    by_seq: OrdMap<u64, Record>,
+    /// The sequence number of the change that stored each record, to the hash of its
+    /// key (a hash rather than the record keeps this index small).
+    by_seq: OrdMap<u64, u64>,
     /// The sum of the records' version hashes.
     version: u128,
     /// The newest sequence number handed out.
@@ -55,6 +56,15 @@ impl Snapshot {
         self.keys.get(&Probe::new(key)).map(|slot| &slot.record)
     }
 
+    /// The record stored by change `seq`, whose key hashes to `hash`.
+    fn by_change(&self, seq: u64, hash: u64) -> Option<&Record> {
+        let (first, last) = HashEdge::range(hash);
+        self.keys
+            .range::<_, HashEdge>((Bound::Included(&first), Bound::Included(&last)))
+            .map(|slot| &slot.record)
+            .find(|record| record.seq() == seq)
+    }
+
     /// Stores `record` (already stamped with `head + 1`) in place of `held`.
     fn put(&mut self, held: Option<&Record>, record: Record) {
         if let Some(held) = held {
@@ -64,7 +74,7 @@ impl Snapshot {
         self.head = record.seq();
         self.version = self.version.wrapping_add(record.version_hash());
         let slot = Slot::new(record);
-        self.by_seq.insert(slot.record.seq(), slot.record.clone());
+        self.by_seq.insert(slot.record.seq(), slot.hash());
         // Replaces the old slot, key included.
         self.keys.insert(slot);
     }
@@ -259,10 +269,15 @@ impl Store {
         let mut out = Batch::with_capacity(max_bytes.min(1 << 20));
         let mut next = since;
         let mut complete = true;
-        for (&seq, record) in snapshot
+        for (&seq, &hash) in snapshot
             .by_seq
             .range((Bound::Excluded(since), Bound::Unbounded))
         {
+            let Some(record) = snapshot.by_change(seq, hash) else {
+                // Cannot happen: every indexed change is held.
+                next = seq;
+                continue;
+            };
             // Every agent expires values on its own: they are not pushed.
             if !record.is_expired(now) {
                 if out.count > 0 && out.len_with(record) > max_bytes {
