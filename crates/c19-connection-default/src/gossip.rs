@@ -2,7 +2,10 @@
 //! bookkeeping of each exchange (health, logs, counters).
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Instant,
 };
 
@@ -43,9 +46,11 @@ pub(crate) struct Gossip<'a> {
     pub settings: Settings,
     /// Traffic counters.
     pub stats: Arc<Stats>,
-    /// The latest stretch of the state's history filled by a pull alone; see
-    /// [`Gossip::take_pulled`].
+    /// The latest stretch of the state's history filled by a pull alone while catching
+    /// up; see [`Gossip::take_pulled`].
     pub pulled: Mutex<Option<(u64, u64)>>,
+    /// Whether no pull has been answered yet since start (the receiver clears it).
+    pub catching_up: AtomicBool,
 }
 
 impl Gossip<'_> {
@@ -112,8 +117,8 @@ impl Gossip<'_> {
         self.judge(target, result)
     }
 
-    /// Merges a pulled state, noting the stretch of history it filled when nothing else
-    /// changed the state meanwhile.
+    /// Merges a pulled state. While catching up, notes the stretch of history it filled
+    /// when nothing else changed the state meanwhile.
     async fn merge(&self, body: Bytes) -> Result<Applied> {
         let state = self.state.clone();
         let before = state.head();
@@ -126,7 +131,10 @@ impl Gossip<'_> {
         // Each change takes the next point, so a stretch as long as the number of changes
         // holds this merge and nothing else. A state numbering otherwise never matches.
         let count = u64::try_from(applied.applied).unwrap_or(u64::MAX);
-        if count > 0 && after.checked_sub(before) == Some(count) {
+        if self.catching_up.load(Ordering::Relaxed)
+            && count > 0
+            && after.checked_sub(before) == Some(count)
+        {
             let mut pulled = self
                 .pulled
                 .lock()
@@ -140,11 +148,11 @@ impl Gossip<'_> {
     }
 
     /// The latest stretch `(after, up_to)` of the state's history that a pull alone
-    /// filled, if any since the last call.
+    /// filled while this agent was catching up after start, if any since the last call.
     ///
-    /// What a pull brought is known to the peer it came from and reaches the others by
-    /// their own pulls, so an agent that has nothing else to publish need not push it:
-    /// a restarted, empty agent would otherwise push the whole state it just pulled.
+    /// What an agent catching up pulls is old news to its peers, so if it has nothing
+    /// else to publish it need not push it: a restarted, empty agent would otherwise
+    /// push the whole state it just pulled. Later pulls are pushed on like any news.
     pub fn take_pulled(&self) -> Option<(u64, u64)> {
         self.pulled
             .lock()

@@ -113,6 +113,7 @@ impl DefaultConnection {
             settings,
             stats,
             pulled: Default::default(),
+            catching_up: true.into(),
         };
         tokio::join!(
             server::serve(

@@ -10,8 +10,8 @@
 //! probability about `e^-r0` (5% of the agents at `r0: 3`), which then waits for a
 //! pull; with two rounds about `e^-2·r0` (0.25%).
 //!
-//! What a pull alone brought is not pushed when nothing else is pending (see
-//! [`Gossip::take_pulled`]): the peer it came from has it, the others pull too.
+//! What an agent pulls while catching up after start is not pushed when nothing else
+//! is pending (see [`Gossip::take_pulled`]): it is old news to its peers.
 //!
 //! Changes are only counted as published once some peer took them: while no peer is
 //! reachable (a network cut), local writes wait and go out when one is again.

@@ -6,6 +6,8 @@
 //! Peers of one round are asked one after the other with the version of the moment, so
 //! once one answer brought this agent up to date the others cost nothing.
 
+use std::sync::atomic::Ordering;
+
 use c19_core::Shutdown;
 
 use crate::gossip::{Gossip, Outcome};
@@ -17,6 +19,9 @@ pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             answered = pull(gossip) => synced |= answered,
+        }
+        if synced {
+            gossip.catching_up.store(false, Ordering::Relaxed);
         }
         let pause = if synced {
             gossip.settings.pull_interval

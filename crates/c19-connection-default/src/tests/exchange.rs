@@ -207,6 +207,13 @@ async fn what_a_pull_brought_is_not_pushed_on_but_local_writes_are() {
     publisher.round(&gossip).await;
     assert_eq!(recorder.entries().keys().collect::<Vec<_>>(), ["mine"]);
 
+    // Once caught up, what a pull brings is news to spread like any other.
+    remote.put("fresh", json!("news"), 4);
+    gossip.catching_up.store(false, Ordering::Relaxed);
+    assert!(pull(&gossip).await);
+    publisher.round(&gossip).await;
+    assert!(recorder.entries().contains_key("fresh"));
+
     // An agent with a write still unpublished pushes everything after it, pulled or not.
     let (local, shared) = MemState::shared();
     let gossip = self::gossip(&config, &provider, shared, 1);

@@ -191,5 +191,6 @@ pub(crate) fn gossip<'a>(
         settings,
         stats: Arc::new(Stats::default()),
         pulled: Default::default(),
+        catching_up: true.into(),
     }
 }
