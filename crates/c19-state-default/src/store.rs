@@ -21,8 +21,8 @@
 //!
 //! The version is the wrapping sum of a stable 128-bit hash of every held record,
 //! tombstones included, updated by one addition or subtraction per change. Every
-//! change gets the next local sequence number; `by_seq` indexes records by it, so a
-//! diff walks only the changes after a point.
+//! change gets the next local sequence number; `by_seq` maps it to the changed key's
+//! hash, so a diff walks only the changes after a point.
 
 use std::{
     cmp::Ordering,
@@ -252,7 +252,8 @@ impl Store {
 
     /// Every visible value and every tombstone, as a batch `set` accepts.
     pub fn root(&self, now: u64) -> Bytes {
-        let snapshot = self.current.load();
+        // A long read: hold the snapshot itself rather than a short-term guard.
+        let snapshot = self.current.load_full();
         let mut out = Batch::with_capacity(snapshot.keys.len() * 64);
         for slot in snapshot.keys.iter() {
             if !slot.record.is_expired(now) {
@@ -265,7 +266,7 @@ impl Store {
     /// The changes after `since`, oldest first, up to about `max_bytes` (at least one).
     /// Costs O(changes returned), whatever the size of the state.
     pub fn diff(&self, since: u64, max_bytes: usize, now: u64) -> Diff {
-        let snapshot = self.current.load();
+        let snapshot = self.current.load_full();
         let mut out = Batch::with_capacity(max_bytes.min(1 << 20));
         let mut next = since;
         let mut complete = true;
@@ -306,7 +307,7 @@ impl Store {
         // Find candidates without the writer lock, so writes go on during the scan.
         let doomed: Vec<Record> = self
             .current
-            .load()
+            .load_full()
             .keys
             .iter()
             .filter(|slot| slot.record.is_purgeable(now, tombstone_ttl))
