@@ -26,8 +26,10 @@
 //! whose compact JSON bytes compare greater. So any two agents that receive the same
 //! writes, in any order, hold the same data and report the same version.
 
-mod entry;
 pub mod error;
+mod incoming;
+mod record;
+mod slot;
 mod state;
 mod store;
 

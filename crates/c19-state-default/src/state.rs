@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
 use crate::{
-    entry::{Incoming, parse_batch},
+    incoming::{Incoming, parse_batch},
     store::Store,
 };
 

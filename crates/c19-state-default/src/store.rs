@@ -35,7 +35,11 @@ use bytes::Bytes;
 use c19_core::{Applied, Diff};
 use imbl::{OrdMap, OrdSet};
 
-use crate::entry::{HashEdge, Incoming, Probe, Record, Slot};
+use crate::{
+    incoming::Incoming,
+    record::Record,
+    slot::{HashEdge, Probe, Slot},
+};
 
 /// One consistent view of the data.
 #[derive(Clone, Default)]
@@ -435,7 +439,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::entry::parse_batch;
+    use crate::incoming::parse_batch;
 
     fn batch(json: &str) -> Vec<Incoming> {
         parse_batch(json.as_bytes(), None).unwrap()

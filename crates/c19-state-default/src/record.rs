@@ -1,4 +1,4 @@
-//! Entries: parsing a batch into validated writes, and the stored record of one key.
+//! The stored record of one key: a value or a tombstone, with its wire JSON.
 //!
 //! A record keeps its key and its wire JSON (`{"value":...,"ts":...,"ttl":...}`) in one
 //! buffer, written once when the record is made: a `get` hands out a slice of that
@@ -8,10 +8,8 @@
 use std::{cmp::Ordering, io::Write as _, sync::Arc};
 
 use bytes::Bytes;
-use equivalent::{Comparable, Equivalent};
-use serde_json::Value;
 
-use crate::error::{EntryProblem, Error, MAX_KEY_LEN, Result};
+use crate::incoming::Incoming;
 
 /// The wire JSON of a tombstone (after the `ts`): `ttl: 0` makes a 0.1 peer see an
 /// already expired value, and `deleted: true` tells a c19 state it is a tombstone.
@@ -25,101 +23,6 @@ const TS_HEAD: &[u8] = br#","ts":"#;
 
 /// The end of the wire JSON of a value that never expires.
 const VALUE_TAIL_NO_TTL: &[u8] = br#","ttl":null}"#;
-
-/// One validated write of a batch, not applied yet.
-#[derive(Debug)]
-pub(crate) struct Incoming {
-    /// The key.
-    pub key: String,
-    /// The value as compact JSON, or `None` for a delete.
-    pub value: Option<Vec<u8>>,
-    /// The given timestamp; `None` means "now, and newer than what is held".
-    pub ts: Option<u64>,
-    /// The time to live in ms, the state's default already filled in.
-    pub ttl: Option<u64>,
-}
-
-/// Parses and validates a whole batch. On error nothing is returned, so nothing is
-/// applied.
-pub(crate) fn parse_batch(input: &[u8], default_ttl: Option<u64>) -> Result<Vec<Incoming>> {
-    if input.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::Empty);
-    }
-    let Value::Object(map) = serde_json::from_slice(input).map_err(Error::NotJson)? else {
-        return Err(Error::NotAnObject);
-    };
-    map.into_iter()
-        .map(|(key, entry)| {
-            parse_entry(&key, entry, default_ttl)
-                .map_err(|problem| Error::Entry {
-                    key: key.clone(),
-                    problem,
-                })
-                .map(|(value, ts, ttl)| Incoming {
-                    key,
-                    value,
-                    ts,
-                    ttl,
-                })
-        })
-        .collect()
-}
-
-/// Refuses keys the state cannot hold.
-fn check_key(key: &str) -> Result<(), EntryProblem> {
-    if key.is_empty() {
-        return Err(EntryProblem::EmptyKey);
-    }
-    if key.len() > MAX_KEY_LEN {
-        return Err(EntryProblem::KeyTooLong);
-    }
-    Ok(())
-}
-
-impl Incoming {
-    /// A local delete of `key`: a tombstone stamped at apply time.
-    pub fn tombstone(key: &str) -> Result<Self> {
-        check_key(key).map_err(|problem| Error::Entry {
-            key: key.to_owned(),
-            problem,
-        })?;
-        Ok(Self {
-            key: key.to_owned(),
-            value: None,
-            ts: None,
-            ttl: None,
-        })
-    }
-}
-
-/// The value (None: a tombstone), ts and ttl of one entry.
-type Parsed = (Option<Vec<u8>>, Option<u64>, Option<u64>);
-
-fn parse_entry(key: &str, entry: Value, default_ttl: Option<u64>) -> Result<Parsed, EntryProblem> {
-    check_key(key)?;
-    let Value::Object(fields) = entry else {
-        return Err(EntryProblem::NotAnObject);
-    };
-    let (mut value, mut ts, mut ttl, mut deleted) = (None, None, None, false);
-    for (name, field) in fields {
-        match name.as_str() {
-            "value" => value = Some(field),
-            "ts" => ts = Some(field.as_u64().ok_or(EntryProblem::BadTs)?),
-            "ttl" if field.is_null() => ttl = None,
-            "ttl" => ttl = Some(field.as_u64().ok_or(EntryProblem::BadTtl)?),
-            "deleted" => deleted = field.as_bool().ok_or(EntryProblem::BadDeleted)?,
-            _ => return Err(EntryProblem::UnknownField(name)),
-        }
-    }
-    let value = value.ok_or(EntryProblem::MissingValue)?;
-    if deleted {
-        return Ok((None, ts, None));
-    }
-    // Serializing a parsed `Value` gives compact JSON; every agent that relays the
-    // entry stores these same bytes.
-    let compact = serde_json::to_vec(&value).map_err(|_| EntryProblem::NotAnObject)?;
-    Ok((Some(compact), ts, ttl.or(default_ttl)))
-}
 
 /// What one key holds: a value or a tombstone, with its wire JSON.
 ///
@@ -306,136 +209,15 @@ fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
-/// A record as stored in the key set, ordered by (hash of the key, key).
-///
-/// Ordering by a hash first keeps most comparisons of a lookup inside the tree's nodes
-/// (comparing keys would read each record's buffer, a cache miss apiece). The hash is
-/// xxh3, the same on every agent, so the full state comes out in the same order
-/// everywhere; keys with equal hashes are still told apart by the key.
-#[derive(Debug, Clone)]
-pub(crate) struct Slot {
-    hash: u64,
-    /// The record.
-    pub record: Record,
-}
-
-impl Slot {
-    /// Holds `record` in the key set.
-    pub fn new(record: Record) -> Self {
-        Self {
-            hash: key_hash(record.key()),
-            record,
-        }
-    }
-}
-
-impl Slot {
-    /// The hash of the key.
-    pub fn hash(&self) -> u64 {
-        self.hash
-    }
-}
-
-/// The first or last possible place of a key hash in the key set, to find every key
-/// with that hash (there is one, bar a 64-bit collision).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum HashEdge {
-    /// Before every key with the hash.
-    First(u64),
-    /// After every key with the hash.
-    Last(u64),
-}
-
-impl HashEdge {
-    /// The edges around `hash`.
-    pub fn range(hash: u64) -> (Self, Self) {
-        (Self::First(hash), Self::Last(hash))
-    }
-}
-
-impl Equivalent<Slot> for HashEdge {
-    fn equivalent(&self, _: &Slot) -> bool {
-        false
-    }
-}
-
-impl Comparable<Slot> for HashEdge {
-    fn compare(&self, slot: &Slot) -> Ordering {
-        match *self {
-            Self::First(hash) => hash.cmp(&slot.hash).then(Ordering::Less),
-            Self::Last(hash) => hash.cmp(&slot.hash).then(Ordering::Greater),
-        }
-    }
-}
-
-/// The hash that orders keys.
-fn key_hash(key: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(key)
-}
-
-impl PartialEq for Slot {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Slot {}
-
-impl PartialOrd for Slot {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Slot {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.hash
-            .cmp(&other.hash)
-            .then_with(|| self.record.key().cmp(other.record.key()))
-    }
-}
-
-/// A key looked up in the key set; ordered as [`Slot`] orders its key.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Probe<'a> {
-    hash: u64,
-    key: &'a [u8],
-}
-
-impl<'a> Probe<'a> {
-    /// A lookup of `key`.
-    pub fn new(key: &'a [u8]) -> Self {
-        Self {
-            hash: key_hash(key),
-            key,
-        }
-    }
-}
-
-impl Equivalent<Slot> for Probe<'_> {
-    fn equivalent(&self, slot: &Slot) -> bool {
-        self.hash == slot.hash && self.key == slot.record.key()
-    }
-}
-
-impl Comparable<Slot> for Probe<'_> {
-    fn compare(&self, slot: &Slot) -> Ordering {
-        self.hash
-            .cmp(&slot.hash)
-            .then_with(|| self.key.cmp(slot.record.key()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
+    use crate::{Result, incoming::parse_batch};
 
     fn parse(input: &str) -> Result<Vec<Incoming>> {
         parse_batch(input.as_bytes(), None)
-    }
-
-    fn problem(input: &str) -> String {
-        parse(input).unwrap_err().to_string()
     }
 
     #[test]
@@ -463,54 +245,6 @@ mod tests {
     }
 
     #[test]
-    fn the_default_ttl_is_materialised_and_null_means_default() {
-        let writes = parse_batch(
-            br#"{"a": {"value": 1}, "b": {"value": 2, "ttl": null}, "c": {"value": 3, "ttl": 4}}"#,
-            Some(100),
-        )
-        .unwrap();
-        let ttls: Vec<_> = writes.iter().map(|write| write.ttl).collect();
-        assert_eq!(ttls, [Some(100), Some(100), Some(4)]);
-    }
-
-    #[test]
-    fn malformed_batches_are_refused_with_a_message() {
-        assert_eq!(problem(""), "the body is empty");
-        assert_eq!(problem(" \n"), "the body is empty");
-        assert!(problem("{").starts_with("the body is not JSON: "));
-        assert_eq!(
-            problem("[1]"),
-            "the body must be a JSON object mapping keys to values"
-        );
-        assert_eq!(
-            problem(r#"{"cat": 1}"#),
-            r#"key "cat": the entry must be an object like {"value": ..., "ttl": ...}"#
-        );
-        assert_eq!(
-            problem(r#"{"cat": {"ttl": 1}}"#),
-            r#"key "cat": missing field "value""#
-        );
-        assert!(
-            problem(r#"{"cat": {"value": 1, "ttl": -1}}"#)
-                .starts_with(r#"key "cat": "ttl" must be a non-negative integer"#)
-        );
-        assert!(problem(r#"{"cat": {"value": 1, "ttl": 1.5}}"#).contains(r#""ttl" must be"#));
-        assert!(problem(r#"{"cat": {"value": 1, "ts": "12"}}"#).contains(r#""ts" must be"#));
-        assert!(problem(r#"{"cat": {"value": 1, "deleted": 1}}"#).contains(r#""deleted" must be"#));
-        assert!(problem(r#"{"cat": {"value": 1, "tll": 5}}"#).contains(r#"unknown field "tll""#));
-        assert_eq!(
-            problem(r#"{"": {"value": 1}}"#),
-            r#"key "": keys must not be empty"#
-        );
-    }
-
-    #[test]
-    fn null_is_a_value() {
-        let writes = parse(r#"{"cat": {"value": null}}"#).unwrap();
-        assert_eq!(writes[0].value.as_deref(), Some(&b"null"[..]));
-    }
-
-    #[test]
     fn merge_order_is_ts_then_tombstone_then_bytes() {
         let writes = parse(
             r#"{"a": {"value": "x"}, "b": {"value": "y"}, "c": {"value": 0, "deleted": true}}"#,
@@ -522,49 +256,6 @@ mod tests {
         assert_eq!(at(x, 1).merge_order(&at(y, 1)), Ordering::Less);
         assert_eq!(at(tomb, 1).merge_order(&at(y, 1)), Ordering::Greater);
         assert_eq!(at(x, 1).merge_order(&at(x, 1)), Ordering::Equal);
-    }
-
-    #[test]
-    fn keys_with_one_hash_are_told_apart_and_found_by_hash() {
-        let slot = |key: &str, hash: u64, seq: u64| {
-            let incoming = &parse(&format!(r#"{{"{key}": {{"value": 1}}}}"#)).unwrap()[0];
-            Slot {
-                hash,
-                record: Record::new(incoming, 1, seq),
-            }
-        };
-        let mut set = imbl::OrdSet::new();
-        for (key, hash, seq) in [("a", 5, 1), ("b", 5, 2), ("c", 4, 3), ("d", 6, 4)] {
-            set.insert(slot(key, hash, seq));
-        }
-        // Lookups by key go by the key's real hash, so check the order directly.
-        let order: Vec<&[u8]> = set.iter().map(|slot| slot.record.key()).collect();
-        assert_eq!(order, [&b"c"[..], b"a", b"b", b"d"]);
-        let (first, last) = HashEdge::range(5);
-        let seqs: Vec<u64> = set
-            .range::<_, HashEdge>((
-                std::ops::Bound::Included(&first),
-                std::ops::Bound::Included(&last),
-            ))
-            .map(|slot| slot.record.seq())
-            .collect();
-        assert_eq!(seqs, [1, 2]);
-        let real = Slot::new(Record::new(
-            &parse(r#"{"z": {"value": 1}}"#).unwrap()[0],
-            1,
-            9,
-        ));
-        set.insert(real);
-        assert_eq!(
-            set.get(&Probe::new(b"z")).map(|slot| slot.record.seq()),
-            Some(9)
-        );
-        assert!(set.get(&Probe::new(b"y")).is_none());
-    }
-
-    #[test]
-    fn slots_stay_small() {
-        assert!(size_of::<Slot>() <= 24, "{}", size_of::<Slot>());
     }
 
     #[test]
