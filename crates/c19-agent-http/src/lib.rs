@@ -7,6 +7,8 @@
 //!   address: 0.0.0.0      # bind IP
 //!   port: 3097
 //!   body_limit: 16777216  # bytes; larger PUT bodies get 413
+//!   max_connections: 4096 # more wait to be accepted
+//!   idle_timeout: 60000   # ms a connection or a body may stay silent
 //! ```
 //!
 //! # API

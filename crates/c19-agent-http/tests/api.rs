@@ -178,3 +178,14 @@ async fn a_big_batch_is_applied() {
     assert_eq!(server.put(body).await.status, 204);
     assert_eq!(server.get("/key-4999").await.status, 200);
 }
+
+#[tokio::test]
+async fn head_answers_like_get_without_a_body() {
+    let server = start_default().await;
+    server.put_json(json!({"cat": {"value": "garfield"}})).await;
+    let (reply, _) = server.request(reqwest::Method::HEAD, "/cat").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, serde_json::Value::Null);
+    let (reply, _) = server.request(reqwest::Method::HEAD, "/dog").await;
+    assert_eq!(reply.status, 404);
+}
