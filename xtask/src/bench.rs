@@ -13,15 +13,15 @@ use std::{
 
 use crate::util::{cargo, root, run as step};
 
-const USAGE: &str =
-    "cargo xtask bench [--quick] [--only convergence,network,agent,memory] [--no-netns]";
+const USAGE: &str = "cargo xtask bench [--quick] [--only convergence,network,agent,memory] \
+                     [--built-in-load] [--no-netns]";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let mut forward: Vec<String> = Vec::new();
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
-            "--quick" | "--no-netns" => forward.push(arg.clone()),
+            "--quick" | "--no-netns" | "--built-in-load" => forward.push(arg.clone()),
             "--only" => {
                 let list = rest
                     .next()

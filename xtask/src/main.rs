@@ -20,7 +20,7 @@ tasks:
   ci                                   formatting, clippy, tests, feature builds, packaging
   cluster --nodes N [--push MS] [--pull MS] [--r0 N]
                                        run N agents on 127.0.0.1 until Ctrl-C
-  bench [--quick] [--only LIST] [--no-netns]
+  bench [--quick] [--only LIST] [--built-in-load] [--no-netns]
                                        build in release and run the benchmark suite;
                                        reports in target/bench/
   help                                 this text

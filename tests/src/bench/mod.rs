@@ -148,6 +148,8 @@ pub struct Options {
     pub agent: PathBuf,
     /// The scenarios to run.
     pub scenarios: Vec<Scenario>,
+    /// Use the built-in load generator even when `wrk` is installed.
+    pub built_in_load: bool,
 }
 
 /// Runs the selected scenarios one after the other; a failing scenario is recorded in
@@ -158,7 +160,11 @@ pub async fn run(options: &Options) -> Report {
     } else {
         Plan::full()
     };
-    let generator = Generator::detect();
+    let generator = if options.built_in_load {
+        Generator::BuiltIn
+    } else {
+        Generator::detect()
+    };
     let mut machine = Machine::detect();
     machine.load_generator = generator.describe();
     let started_unix_ms = SystemTime::now()

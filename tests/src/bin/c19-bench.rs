@@ -30,6 +30,9 @@ struct Args {
     /// Run only these scenarios (comma-separated: convergence, network, agent, memory).
     #[arg(long, value_delimiter = ',', value_parser = parse_scenario)]
     only: Vec<Scenario>,
+    /// Use the built-in load generator even when `wrk` is installed.
+    #[arg(long)]
+    built_in_load: bool,
     /// Stay in the current network namespace (on-the-wire bytes are then not measured).
     #[arg(long)]
     no_netns: bool,
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         } else {
             args.only
         },
+        built_in_load: args.built_in_load,
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
