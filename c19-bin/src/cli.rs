@@ -15,7 +15,13 @@ use tracing_subscriber::EnvFilter;
 pub struct Cli {
     /// The configuration file (YAML). Fields can be overridden by C19_SPEC__* variables,
     /// e.g. C19_SPEC__AGENT__PORT=4000.
-    #[arg(short, long, value_name = "FILE", default_value = "config.yml", env = "C19_CONFIG")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "config.yml",
+        env = "C19_CONFIG"
+    )]
     pub config: PathBuf,
 
     /// Load and validate the configuration, print it with defaults filled in, and exit.
@@ -63,7 +69,10 @@ pub fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -127,9 +136,16 @@ fn redacted(mut value: Value) -> Value {
             Value::Object(map) => {
                 for (key, value) in map.iter_mut() {
                     let key = key.to_ascii_lowercase();
-                    let secret = ["password", "secret", "token", "credential", "apikey", "api_key"]
-                        .iter()
-                        .any(|word| key.contains(word));
+                    let secret = [
+                        "password",
+                        "secret",
+                        "token",
+                        "credential",
+                        "apikey",
+                        "api_key",
+                    ]
+                    .iter()
+                    .any(|word| key.contains(word));
                     if secret && !value.is_null() {
                         *value = Value::String("<redacted>".into());
                     } else {
@@ -147,7 +163,9 @@ fn redacted(mut value: Value) -> Value {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -45,7 +45,10 @@ pub async fn serve(listener: TcpListener, metrics: Option<PrometheusHandle>, shu
         .route(
             "/metrics",
             get(move || {
-                let body = metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+                let body = metrics
+                    .as_ref()
+                    .map(PrometheusHandle::render)
+                    .unwrap_or_default();
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
             }),
         );
@@ -60,6 +63,13 @@ pub async fn serve(listener: TcpListener, metrics: Option<PrometheusHandle>, shu
 async fn readyz() -> impl IntoResponse {
     let components = health::snapshot();
     let ready = health::is_ready();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(serde_json::json!({ "ready": ready, "components": components })))
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({ "ready": ready, "components": components })),
+    )
 }

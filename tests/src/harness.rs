@@ -146,7 +146,10 @@ impl Node {
         command
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", std::env::var("C19_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("C19_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("C19_SPEC__TELEMETRY__ADDRESS", "127.0.0.1")
             .env("C19_SPEC__TELEMETRY__PORT", self.telemetry_port.to_string())
             .stdin(Stdio::null())
@@ -162,7 +165,12 @@ impl Node {
     pub async fn start(&mut self) {
         self.spawn();
         let ready = wait_until(Duration::from_secs(20), || self.is_ready()).await;
-        assert!(ready, "{} did not become ready; log:\n{}", self.name, self.logs());
+        assert!(
+            ready,
+            "{} did not become ready; log:\n{}",
+            self.name,
+            self.logs()
+        );
     }
 
     /// Whether the agent and peer ports both answer.
@@ -263,7 +271,9 @@ impl Node {
 
     /// Sets `key` to `value` on the agent and asserts it was acknowledged.
     pub async fn set(&self, key: &str, value: serde_json::Value) {
-        let status = self.put(serde_json::json!({ key: { "value": value } })).await;
+        let status = self
+            .put(serde_json::json!({ key: { "value": value } }))
+            .await;
         assert_eq!(status, 204, "PUT {key} on {} failed", self.name);
     }
 
@@ -353,8 +363,13 @@ impl ClusterBuilder {
 
     /// Writes the configurations without starting anything.
     pub fn build(self) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("c19-cluster-").tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..self.nodes).map(|_| (free_port(), free_port())).collect();
+        let dir = tempfile::Builder::new()
+            .prefix("c19-cluster-")
+            .tempdir()
+            .unwrap();
+        let ports: Vec<(u16, u16)> = (0..self.nodes)
+            .map(|_| (free_port(), free_port()))
+            .collect();
         let links = self
             .proxied
             .then(|| Links::start(&ports.iter().map(|&(_, peer)| peer).collect::<Vec<_>>()));
@@ -366,9 +381,8 @@ impl ClusterBuilder {
                 .join(", ")
         };
         let all_peers = peer_list(ports.iter().map(|&(_, peer)| peer).collect());
-        let indent = |yaml: &str| -> String {
-            yaml.lines().map(|line| format!("    {line}\n")).collect()
-        };
+        let indent =
+            |yaml: &str| -> String { yaml.lines().map(|line| format!("    {line}\n")).collect() };
         let nodes = ports
             .iter()
             .enumerate()
@@ -402,7 +416,12 @@ impl ClusterBuilder {
         }
         for node in &cluster.nodes {
             let ready = wait_until(Duration::from_secs(30), || node.is_ready()).await;
-            assert!(ready, "{} did not become ready; log:\n{}", node.name, node.logs());
+            assert!(
+                ready,
+                "{} did not become ready; log:\n{}",
+                node.name,
+                node.logs()
+            );
         }
         cluster
     }
@@ -447,7 +466,9 @@ impl Cluster {
 
     /// The proxies between the nodes of a [`ClusterBuilder::proxied`] cluster.
     pub fn links(&self) -> &Links {
-        self.links.as_ref().expect("the cluster was not built with `proxied()`")
+        self.links
+            .as_ref()
+            .expect("the cluster was not built with `proxied()`")
     }
 
     /// Cuts every link from and to node `i` (its agent port still answers).

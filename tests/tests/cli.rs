@@ -116,7 +116,10 @@ fn the_0_1_configurations_load_unchanged() {
     assert_eq!(protocol["spec"]["agent"]["port"], 3097);
     assert_eq!(protocol["spec"]["state"]["data_seeder"]["kind"], "File");
     assert_eq!(protocol["spec"]["connection"]["r0"], 3);
-    assert_eq!(protocol["spec"]["connection"]["peer_provider"]["kind"], "Static");
+    assert_eq!(
+        protocol["spec"]["connection"]["peer_provider"]["kind"],
+        "Static"
+    );
 
     let configmap = effective(CONFIGMAP_EXAMPLE, &[]);
     let provider = &configmap["spec"]["connection"]["peer_provider"];
@@ -131,14 +134,26 @@ fn every_shipped_config_passes_check() {
     let mut checked = 0;
     for entry in fs::read_dir(&configs).unwrap() {
         let path = entry.unwrap().path();
-        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"));
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yml" | "yaml")
+        );
         if path.is_file() && is_yaml {
             let out = c19(&["--config", path.to_str().unwrap(), "--check"], &[]);
-            assert!(out.status.success(), "{}: {}", path.display(), text(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                text(&out.stderr)
+            );
             checked += 1;
         }
     }
-    assert!(checked >= 5, "only {checked} configs found in {}", configs.display());
+    assert!(
+        checked >= 5,
+        "only {checked} configs found in {}",
+        configs.display()
+    );
 }
 
 #[test]
@@ -202,7 +217,10 @@ fn an_unknown_kind_names_the_layer_and_the_registered_kinds() {
 
     let (code, stderr) = check("spec:\n  state:\n    kind: Redis\n", &[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("unknown state kind `Redis`; this binary has: Default"), "{stderr}");
+    assert!(
+        stderr.contains("unknown state kind `Redis`; this binary has: Default"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -217,14 +235,23 @@ fn an_unknown_or_mistyped_field_is_named_with_what_was_expected() {
     assert!(stderr.contains("spec.agent.port"), "{stderr}");
     assert!(stderr.contains("expected"), "{stderr}");
 
-    let (code, stderr) = check(PROTOCOL_EXAMPLE, &[("C19_SPEC__CONNECTION__TIMEOUT", "soon")]);
+    let (code, stderr) = check(
+        PROTOCOL_EXAMPLE,
+        &[("C19_SPEC__CONNECTION__TIMEOUT", "soon")],
+    );
     assert_eq!(code, 2);
-    assert!(stderr.contains("C19_SPEC__CONNECTION__TIMEOUT=soon"), "{stderr}");
+    assert!(
+        stderr.contains("C19_SPEC__CONNECTION__TIMEOUT=soon"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_malformed_peer_is_named() {
-    let (code, stderr) = check(&PROTOCOL_EXAMPLE.replace("10.0.0.2:4097", "10.0.0.2:99999"), &[]);
+    let (code, stderr) = check(
+        &PROTOCOL_EXAMPLE.replace("10.0.0.2:4097", "10.0.0.2:99999"),
+        &[],
+    );
     assert_eq!(code, 2);
     assert!(stderr.contains("`10.0.0.2:99999`"), "{stderr}");
 }
@@ -237,7 +264,11 @@ fn single_node_yaml(agent_port: u16, peer_port: u16) -> String {
 
 async fn start_single(dir: &Path, log_format: Option<&str>) -> Node {
     let mut node = Node::new(&agent_bin!(), "single", dir, free_port(), free_port());
-    fs::write(&node.config, single_node_yaml(node.agent_port, node.peer_port)).unwrap();
+    fs::write(
+        &node.config,
+        single_node_yaml(node.agent_port, node.peer_port),
+    )
+    .unwrap();
     if let Some(format) = log_format {
         node.env("C19_LOG_FORMAT", format);
     }
@@ -264,11 +295,14 @@ async fn json_logs_are_one_object_per_line() {
     node.signal("TERM");
     node.wait_exit(Duration::from_secs(15)).await;
     let logs = node.logs();
-    let lines: Vec<&str> = logs.lines().filter(|line| !line.trim().is_empty()).collect();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
     assert!(!lines.is_empty());
     for line in lines {
-        let parsed: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
         assert!(parsed.get("level").is_some(), "{line}");
     }
 }

@@ -59,7 +59,10 @@ mod tests {
         let path = dir.path().join("data.json");
         std::fs::write(&path, br#"{"cat":{"value":"garfield"}}"#).unwrap();
         let seeder = FileDataSeeder { filename: path };
-        assert_eq!(&seeder.load().await.unwrap()[..], br#"{"cat":{"value":"garfield"}}"#);
+        assert_eq!(
+            &seeder.load().await.unwrap()[..],
+            br#"{"cat":{"value":"garfield"}}"#
+        );
     }
 
     #[tokio::test]
