@@ -7,6 +7,7 @@
 //!   ttl: null               # ms; default time to live of values written without one
 //!   purge_interval: 60000   # ms between sweeps of expired values and old tombstones
 //!   tombstone_ttl: 3600000  # ms a delete is remembered
+//!   watch_buffer: 1024      # changes a watcher may fall behind before it is dropped
 //!   data_seeder: { kind: File, filename: data.json }   # optional
 //! ```
 //!
@@ -28,10 +29,12 @@
 
 pub mod error;
 mod incoming;
+mod observe;
 mod record;
 mod slot;
 mod state;
 mod store;
 
 pub use error::{EntryProblem, Error, MAX_KEY_LEN, Result};
+pub use observe::DEFAULT_WATCH_BUFFER;
 pub use state::{DEFAULT_PURGE_INTERVAL_MS, DEFAULT_TOMBSTONE_TTL_MS, DefaultState, now_ms};

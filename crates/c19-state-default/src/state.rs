@@ -1,21 +1,22 @@
 //! The `Default` state: its configuration and its [`State`] implementation.
 
 use std::{
-    num::NonZeroU64,
+    num::{NonZeroU64, NonZeroUsize},
     sync::{Arc, Weak},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use c19_core::{
-    Applied, DataSeeder, Diff, SafeState, SeedError, Shutdown, State, StateError, StateValue,
-    reexports::futures::future::BoxFuture,
+    Applied, Change, Changes, DataSeeder, Diff, SafeState, SeedError, Shutdown, State, StateError,
+    StateValue, reexports::futures::future::BoxFuture,
 };
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
 use crate::{
     incoming::{Incoming, parse_batch},
+    observe::{DEFAULT_WATCH_BUFFER, Observers, describe_metrics},
     store::Store,
 };
 
@@ -48,6 +49,11 @@ pub struct DefaultState {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_tombstone_ttl")]
     pub tombstone_ttl: u64,
+    /// How many changes a subscriber (an agent's watch stream) may fall behind before
+    /// it is dropped; it can then resume from the last change it saw (default 1024).
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_watch_buffer")]
+    pub watch_buffer: NonZeroUsize,
     /// Loads the initial data at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_seeder: Option<Box<dyn DataSeeder>>,
@@ -64,12 +70,17 @@ fn default_tombstone_ttl() -> u64 {
     DEFAULT_TOMBSTONE_TTL_MS
 }
 
+fn default_watch_buffer() -> NonZeroUsize {
+    NonZeroUsize::new(DEFAULT_WATCH_BUFFER).unwrap_or(NonZeroUsize::MIN)
+}
+
 impl Default for DefaultState {
     fn default() -> Self {
         Self {
             ttl: None,
             purge_interval: default_purge_interval(),
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL_MS,
+            watch_buffer: default_watch_buffer(),
             data_seeder: None,
             store: Store::default(),
         }
@@ -92,8 +103,9 @@ impl DefaultState {
             ttl: self.ttl,
             purge_interval: self.purge_interval,
             tombstone_ttl: self.tombstone_ttl,
+            watch_buffer: self.watch_buffer,
             data_seeder: None,
-            store: Store::default(),
+            store: Store::new(Observers::new(self.watch_buffer.get())),
         }
     }
 
@@ -164,6 +176,7 @@ async fn purge_loop(state: Weak<DefaultState>, interval: Duration, shutdown: Shu
 impl State for DefaultState {
     fn init(&self, shutdown: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
         Box::pin(async move {
+            describe_metrics();
             let live = Arc::new(self.fresh());
             if let Some(seeder) = &self.data_seeder {
                 live.seed(seeder.as_ref()).await?;
@@ -179,7 +192,9 @@ impl State for DefaultState {
     }
 
     fn set(&self, value: &dyn StateValue) -> Result<Applied, StateError> {
-        let batch = self.parse(value)?;
+        let batch = self
+            .parse(value)
+            .inspect_err(|_| self.store.refused_invalid())?;
         Ok(self.store.apply(&batch, now_ms()))
     }
 
@@ -203,5 +218,17 @@ impl State for DefaultState {
 
     fn get_root(&self) -> Bytes {
         self.store.root(now_ms())
+    }
+
+    fn list(&self, prefix: &dyn StateValue, limit: Option<usize>) -> Result<Bytes, StateError> {
+        Ok(self.store.list(prefix.as_bytes(), limit, now_ms()))
+    }
+
+    fn subscribe(&self) -> Result<Changes, StateError> {
+        Ok(self.store.subscribe())
+    }
+
+    fn changes_since(&self, since: u64, max: usize) -> Result<Vec<Change>, StateError> {
+        Ok(self.store.changes_since(since, max, now_ms()))
     }
 }

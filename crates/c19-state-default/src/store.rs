@@ -37,9 +37,14 @@ use imbl::{OrdMap, OrdSet};
 
 use crate::{
     incoming::Incoming,
+    observe::Observers,
     record::Record,
     slot::{HashEdge, Probe, Slot},
 };
+
+mod reading;
+
+pub(crate) use reading::change_of;
 
 /// One consistent view of the data.
 #[derive(Clone, Default)]
@@ -53,6 +58,8 @@ struct Snapshot {
     version: u128,
     /// The newest sequence number handed out.
     head: u64,
+    /// How many of the held records are tombstones.
+    tombstones: usize,
 }
 
 impl Snapshot {
@@ -69,12 +76,19 @@ impl Snapshot {
             .find(|record| record.seq() == seq)
     }
 
+    /// How many values (expired ones until swept) and tombstones are held.
+    fn counts(&self) -> (usize, usize) {
+        (self.keys.len() - self.tombstones, self.tombstones)
+    }
+
     /// Stores `record` (already stamped with `head + 1`) in place of `held`.
     fn put(&mut self, held: Option<&Record>, record: Record) {
         if let Some(held) = held {
             self.by_seq.remove(&held.seq());
             self.version = self.version.wrapping_sub(held.version_hash());
+            self.tombstones -= usize::from(held.deleted());
         }
+        self.tombstones += usize::from(record.deleted());
         self.head = record.seq();
         self.version = self.version.wrapping_add(record.version_hash());
         let slot = Slot::new(record);
@@ -87,6 +101,7 @@ impl Snapshot {
     fn drop_record(&mut self, record: &Record) -> bool {
         match self.get(record.key()) {
             Some(held) if held.same(record) => {
+                self.tombstones -= usize::from(record.deleted());
                 self.by_seq.remove(&record.seq());
                 self.keys.remove(&Probe::new(record.key()));
                 self.version = self.version.wrapping_sub(record.version_hash());
@@ -103,6 +118,8 @@ pub(crate) struct Store {
     /// Serializes writers (readers never take it); holds replaced snapshots that a
     /// reader still held when they were replaced.
     writer: Mutex<Retired>,
+    /// Subscribers to changes, and metrics.
+    observers: Observers,
     /// Called once in the middle of each batch, with the writer lock held (tests only).
     #[cfg(test)]
     pub(crate) mid_batch: Mutex<Option<Box<dyn FnMut() + Send>>>,
@@ -110,9 +127,17 @@ pub(crate) struct Store {
 
 impl Default for Store {
     fn default() -> Self {
+        Self::new(Observers::default())
+    }
+}
+
+impl Store {
+    /// An empty store reporting to `observers`.
+    pub fn new(observers: Observers) -> Self {
         Self {
             current: ArcSwap::from_pointee(Snapshot::default()),
             writer: Mutex::new(Retired::default()),
+            observers,
             #[cfg(test)]
             mid_batch: Mutex::new(None),
         }
@@ -166,6 +191,7 @@ impl Store {
             self.apply_locked(prepared, now, &mut retired)
         };
         applied.ignored += ignored;
+        self.observers.stale(applied.ignored);
         applied
     }
 
@@ -193,6 +219,7 @@ impl Store {
     ) -> Applied {
         let mut next = Snapshot::clone(&self.current.load());
         let mut applied = Applied::default();
+        let mut stored = self.observers.collector();
         let count = prepared.len();
         for (index, prepared) in prepared.into_iter().enumerate() {
             self.checkpoint(index, count);
@@ -218,11 +245,17 @@ impl Store {
                     (record, held)
                 }
             };
+            if let Some(stored) = &mut stored {
+                stored.push(record.clone());
+            }
             next.put(held.as_ref(), record);
             applied.applied += 1;
         }
         if applied.applied > 0 {
+            let counts = next.counts();
             retired.replace(&self.current, next);
+            // Still under the writer lock: subscribers get changes in order.
+            self.observers.stored(applied.applied, stored, counts);
         }
         applied
     }
@@ -327,7 +360,11 @@ impl Store {
             .iter()
             .filter(|record| next.drop_record(record))
             .count();
+        let counts = next.counts();
         retired.replace(&self.current, next);
+        if dropped > 0 {
+            self.observers.swept(counts);
+        }
         dropped
     }
 

@@ -1,0 +1,137 @@
+//! Who watches the store: subscribers to its changes and the Prometheus metrics.
+//!
+//! The store reports each new snapshot here while it still holds the writer lock, so
+//! subscribers receive changes in the order of their sequence numbers. Sending never
+//! waits: the feed is a bounded broadcast ring, and a subscriber that falls more than
+//! its length behind gets `Lagged` on its next receive instead of slowing writers.
+
+use c19_core::{Change, Changes};
+use metrics::{Counter, Gauge, counter, gauge};
+use tokio::sync::broadcast;
+
+use crate::{record::Record, store::change_of};
+
+/// The default `watch_buffer`: changes a subscriber may fall behind.
+pub const DEFAULT_WATCH_BUFFER: usize = 1024;
+
+/// The feed of changes and the metrics of one store.
+pub(crate) struct Observers {
+    feed: broadcast::Sender<Change>,
+    metrics: StoreMetrics,
+}
+
+impl Default for Observers {
+    fn default() -> Self {
+        Self::new(DEFAULT_WATCH_BUFFER)
+    }
+}
+
+impl Observers {
+    /// Observers whose subscribers may fall `buffer` changes behind.
+    pub fn new(buffer: usize) -> Self {
+        let (feed, _) = broadcast::channel(buffer.max(1));
+        Self {
+            feed,
+            metrics: StoreMetrics::default(),
+        }
+    }
+
+    /// A feed of every change from now on.
+    pub fn subscribe(&self) -> Changes {
+        self.feed.subscribe()
+    }
+
+    /// Somewhere to collect the records of a batch, when anyone subscribes (building
+    /// changes nobody reads would cost every write).
+    pub fn collector(&self) -> Option<Vec<Record>> {
+        (self.feed.receiver_count() > 0).then(Vec::new)
+    }
+
+    /// Reports a new snapshot made by a write: `applied` entries changed it, `stored`
+    /// are their records (when collected), `counts` are its values and tombstones.
+    pub fn stored(&self, applied: usize, stored: Option<Vec<Record>>, counts: (usize, usize)) {
+        self.metrics.version_changes.increment(1);
+        self.metrics.applied.increment(as_u64(applied));
+        self.metrics.set_counts(counts);
+        for record in stored.into_iter().flatten() {
+            // No receiver left: the change is dropped, which is what it means.
+            let _ = self.feed.send(change_of(&record));
+        }
+    }
+
+    /// Reports a new snapshot made by a sweep (not a change subscribers see).
+    pub fn swept(&self, counts: (usize, usize)) {
+        self.metrics.version_changes.increment(1);
+        self.metrics.set_counts(counts);
+    }
+
+    /// Counts entries that lost to what the store held.
+    pub fn stale(&self, ignored: usize) {
+        if ignored > 0 {
+            self.metrics.stale.increment(as_u64(ignored));
+        }
+    }
+
+    /// Counts a batch refused as malformed.
+    pub fn invalid(&self) {
+        self.metrics.invalid.increment(1);
+    }
+}
+
+/// The store's metrics, registered once so a write does not look them up.
+struct StoreMetrics {
+    keys: Gauge,
+    tombstones: Gauge,
+    version_changes: Counter,
+    applied: Counter,
+    stale: Counter,
+    invalid: Counter,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        let refused = "c19_state_merges_refused_total";
+        Self {
+            keys: gauge!("c19_state_keys"),
+            tombstones: gauge!("c19_state_tombstones"),
+            version_changes: counter!("c19_state_version_changes_total"),
+            applied: counter!("c19_state_merges_applied_total"),
+            stale: counter!(refused, "reason" => "stale"),
+            invalid: counter!(refused, "reason" => "invalid"),
+        }
+    }
+}
+
+impl StoreMetrics {
+    fn set_counts(&self, (values, tombstones): (usize, usize)) {
+        // Gauges are f64; counts stay exact far beyond any state's size.
+        self.keys.set(values as f64);
+        self.tombstones.set(tombstones as f64);
+    }
+}
+
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Describes the state's metrics to the recorder (their `# HELP` lines).
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(
+        "c19_state_keys",
+        "Values held (expired ones until they are swept)"
+    );
+    describe_gauge!("c19_state_tombstones", "Deletes remembered (tombstones)");
+    describe_counter!(
+        "c19_state_version_changes_total",
+        "Times the state's version changed (a write, a merge or a sweep)"
+    );
+    describe_counter!(
+        "c19_state_merges_applied_total",
+        "Entries that changed the state (local writes and peers' data)"
+    );
+    describe_counter!(
+        "c19_state_merges_refused_total",
+        "Entries that lost to what was held (reason=stale) and batches refused as malformed (reason=invalid)"
+    );
+}
