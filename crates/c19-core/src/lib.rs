@@ -37,7 +37,9 @@ pub use peer::{Peer, PeerError, PeerProvider};
 pub use runtime::{run, run_until};
 pub use seeder::{DataSeeder, SeedError};
 pub use shutdown::Shutdown;
-pub use state::{Applied, Change, Changes, Diff, SafeState, State, StateError, StateValue};
+pub use state::{
+    Applied, Change, Changes, Diff, SafeState, State, StateError, StateValue, SyncSession,
+};
 
 /// Re-exports that layer implementations need to register themselves, so they use the
 /// same versions as the core.

@@ -113,6 +113,24 @@ pub struct Change {
 /// writers down.
 pub type Changes = tokio::sync::broadcast::Receiver<Change>;
 
+/// The caller's side of one anti-entropy exchange with a peer; see [`State::sync_open`].
+///
+/// The exchange is a conversation of opaque messages: the session writes each request,
+/// the connection layer carries it to the peer, whose state answers it with
+/// [`State::sync_answer`], and the session reads the answer and writes the next request.
+/// The connection layer knows nothing of the messages' format; it only carries and counts
+/// them.
+pub trait SyncSession: Send {
+    /// The next request for the peer, given the peer's answer to the previous one:
+    /// `None` before the first request, an empty slice when the peer had nothing to say.
+    /// Returns `None` when the exchange is complete. An error ends the exchange (what was
+    /// merged so far stays merged).
+    fn step(&mut self, answer: Option<&[u8]>) -> Result<Option<Bytes>, StateError>;
+
+    /// What the peer's answers changed in this state so far.
+    fn applied(&self) -> Applied;
+}
+
 /// The State trait.
 ///
 /// A state is first deserialized from configuration (selected by `kind:`), then
@@ -174,5 +192,27 @@ pub trait State: Debug + Send + Sync {
     fn changes_since(&self, since: u64, max: usize) -> Result<Vec<Change>, StateError> {
         let _ = (since, max);
         Err(StateError::Unsupported("subscriptions"))
+    }
+
+    /// Starts an anti-entropy exchange with a peer that answers with
+    /// [`State::sync_answer`]: a conversation that repairs both sides at a cost in
+    /// proportion to their difference rather than to the whole state. No message of it
+    /// should exceed about `max_bytes`.
+    ///
+    /// The default is [`StateError::Unsupported`]: the connection layer then pulls the
+    /// peer's whole state instead, as 0.1 did.
+    fn sync_open(self: Arc<Self>, max_bytes: usize) -> Result<Box<dyn SyncSession>, StateError> {
+        let _ = max_bytes;
+        Err(StateError::Unsupported("anti-entropy exchanges"))
+    }
+
+    /// Answers one request of a peer's [`SyncSession`] (of the same kind of state), in at
+    /// most about `max_bytes`; an empty answer means there is nothing to say. Requests
+    /// are self-contained: the answering side keeps no session.
+    ///
+    /// The default is [`StateError::Unsupported`].
+    fn sync_answer(&self, request: &[u8], max_bytes: usize) -> Result<Bytes, StateError> {
+        let _ = (request, max_bytes);
+        Err(StateError::Unsupported("anti-entropy exchanges"))
     }
 }
