@@ -91,6 +91,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     for set in FEATURE_SETS {
         feature_build(set)?;
     }
+    clear_unpacked_local_crates()?;
+    clear_built_local_crates()?;
     let mut package = cargo();
     package.args(["package", "--allow-dirty"]);
     for krate in PUBLISHED {
@@ -156,4 +158,77 @@ fn target_dir() -> std::path::PathBuf {
         Some(dir) => root().join(dir),
         None => root().join("target"),
     }
+}
+
+/// Removes our crates' unpacked copies from cargo's local-registry source cache.
+///
+/// `cargo package` verifies each crate against the others through a temporary local
+/// registry, and cargo reuses an unpacked copy of a crate with the same name and version
+/// from an earlier run, so verification would build stale sources. Only directories of
+/// local registries (named `-<hash>`) and only our crates are touched.
+fn clear_unpacked_local_crates() -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    let Some(sources) = home.map(|home| home.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&sources) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(crates) = std::fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for krate in crates.flatten() {
+            let name = krate.file_name().to_string_lossy().into_owned();
+            if PUBLISHED
+                .iter()
+                .any(|published| name.starts_with(&format!("{published}-")))
+            {
+                std::fs::remove_dir_all(krate.path()).map_err(|error| {
+                    format!("cannot remove {}: {error}", krate.path().display())
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the build artifacts of our crates from the debug target directory.
+///
+/// The packaged copies of our crates come from a registry, and cargo does not rebuild a
+/// registry crate whose name and version it has built before, so verification would link
+/// an earlier build. Workspace builds of the same crates simply rebuild afterwards.
+fn clear_built_local_crates() -> Result<(), String> {
+    let debug = target_dir().join("debug");
+    for (dir, prefix) in [(".fingerprint", ""), ("deps", "lib")] {
+        let Ok(entries) = std::fs::read_dir(debug.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = PUBLISHED.iter().any(|krate| {
+                let stem = if prefix.is_empty() {
+                    krate.to_string()
+                } else {
+                    krate.replace('-', "_")
+                };
+                name.starts_with(&format!("{prefix}{stem}-"))
+            });
+            if ours {
+                let path = entry.path();
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(|error| format!("cannot remove {}: {error}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
