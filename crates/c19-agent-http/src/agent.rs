@@ -6,12 +6,17 @@ use std::{
     time::Duration,
 };
 
-use c19_core::{Agent, LayerError, SafeState, Shutdown, reexports::futures::future::BoxFuture};
+use c19_core::{
+    Agent, LayerError, SafeState, Shutdown, health, reexports::futures::future::BoxFuture,
+};
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 use tokio::net::TcpListener;
 
-use crate::{listener::LimitedListener, routes::router};
+use crate::{
+    listener::{LimitedListener, StreamControl},
+    routes::router_until,
+};
 
 /// The `Default` agent: the HTTP API on `address:port`.
 #[serde_as]
@@ -73,7 +78,7 @@ impl Default for HttpAgent {
 }
 
 /// Serves the API for `state` on `listener` until `shutdown`, then lets in-flight
-/// requests finish.
+/// requests finish (watch streams end at once).
 pub async fn serve(
     listener: TcpListener,
     state: SafeState,
@@ -85,7 +90,9 @@ pub async fn serve(
         config.max_connections.get(),
         Duration::from_millis(config.idle_timeout.get()),
     );
-    axum::serve(listener, router(state, config))
+    let app = router_until(state, config, shutdown.clone())
+        .into_make_service_with_connect_info::<StreamControl>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .map_err(LayerError::Io)
@@ -103,6 +110,7 @@ impl Agent for HttpAgent {
                     source,
                 })?;
             tracing::info!(%addr, "agent API listening");
+            health::ready("agent");
             serve(listener, state, self, shutdown).await
         })
     }

@@ -14,9 +14,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// A request the agent refuses or cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `GET /` names no key (listing keys is not supported yet).
-    #[error("no key given: GET /<key> reads one key")]
-    NoKey,
+    /// A query parameter is unknown or malformed.
+    #[error("{0}")]
+    BadQuery(String),
     /// The key is absent, deleted or expired.
     #[error("key {0:?} not found")]
     NotFound(String),
@@ -71,8 +71,10 @@ impl Error {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoKey | Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::KeyNotUtf8 | Self::BodyRead(_) | Self::Refused(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::KeyNotUtf8 | Self::BodyRead(_) | Self::Refused(_) | Self::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,

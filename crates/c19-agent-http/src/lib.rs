@@ -20,14 +20,31 @@
 //!   once applied: a `GET` right after it returns the new value. A malformed batch gets
 //!   `400` and none of it is applied.
 //! - `DELETE /<key>` → `204`; the delete wins over older values on every peer.
+//! - `GET /?prefix=P&limit=N` → `200` with the live entries under `P` (all without
+//!   `prefix`) in key order, at most `N` (a positive integer), as a map in the `PUT`
+//!   format. The `c19-last-event-id` header says which point of the state's history
+//!   the listing shows.
+//! - `GET /?watch=true&prefix=P` and `GET /<key>?watch=true` → a Server-Sent Events
+//!   stream, one event per change (local or from peers): `id` is the change's point,
+//!   data the entry with its key, `{"key":"cat","value":"garfield","ts":...,"ttl":null}`
+//!   (deletions carry `"deleted":true`). `Last-Event-ID: N` (or `last_event_id=N`)
+//!   first replays what changed after `N`. A watcher that falls more than the state's
+//!   `watch_buffer` behind gets a final `event: error` and can resume from its id.
+//!
+//! Requests are counted in `c19_agent_requests_total{route,method,status}` and timed in
+//! `c19_agent_request_duration_seconds{route}` (routes `key`, `root`, `watch`).
 //!
 //! Every error is JSON, `{"error": "<what is wrong>"}`.
 
 mod agent;
 pub mod error;
 pub mod listener;
+mod reads;
+mod request_metrics;
 mod routes;
+mod watch;
 
 pub use agent::{HttpAgent, serve};
 pub use error::{Error, Result};
-pub use routes::router;
+pub use reads::LISTING_POINT_HEADER;
+pub use routes::{router, router_until};

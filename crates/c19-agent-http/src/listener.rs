@@ -3,17 +3,28 @@
 //! `axum::serve` accepts every connection and keeps idle ones forever; this listener
 //! stops accepting while `max_connections` are open (the kernel backlog holds the rest)
 //! and closes a connection that neither sends nor accepts data for `idle_timeout`.
+//!
+//! A connection serving a watch stream is exempt from the read side of that timeout: its
+//! client sends nothing after the request, which is not a sign of trouble (hyper reads
+//! while a response streams, to notice a client that left). The write side still
+//! closes a stream whose client stopped reading.
 
 use std::{
     io,
     net::SocketAddr,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
 
-use axum::serve::Listener;
+use axum::{
+    extract::connect_info::Connected,
+    serve::{IncomingStream, Listener},
+};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -59,6 +70,7 @@ impl Listener for LimitedListener {
         stream.set_write_timeout(Some(self.idle_timeout));
         let connection = Connection {
             stream: Box::pin(stream),
+            control: StreamControl::default(),
             _permit: permit,
         };
         (connection, addr)
@@ -73,7 +85,30 @@ impl Listener for LimitedListener {
 #[derive(Debug)]
 pub struct Connection {
     stream: Pin<Box<TimeoutStream<TcpStream>>>,
+    control: StreamControl,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// A handle on one connection that its requests get (as `ConnectInfo`) when the router
+/// is served with `into_make_service_with_connect_info::<StreamControl>()`.
+#[derive(Debug, Clone, Default)]
+pub struct StreamControl(Arc<AtomicBool>);
+
+impl StreamControl {
+    /// Marks the connection as serving a long-lived stream: reads no longer time out.
+    pub fn streaming(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_streaming(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Connected<IncomingStream<'_, LimitedListener>> for StreamControl {
+    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
+        stream.io().control.clone()
+    }
 }
 
 impl AsyncRead for Connection {
@@ -82,6 +117,9 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.control.is_streaming() && self.stream.read_timeout().is_some() {
+            self.stream.as_mut().set_read_timeout_pinned(None);
+        }
         self.stream.as_mut().poll_read(cx, buf)
     }
 }

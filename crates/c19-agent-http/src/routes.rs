@@ -1,20 +1,25 @@
-//! The HTTP API: `GET /<key>`, `PUT /` with a JSON map, `DELETE /<key>`.
+//! The HTTP API: `GET /<key>`, `PUT /` with a JSON map, `DELETE /<key>`, and the reads
+//! of [`crate::reads`] (listings and watches).
 //!
 //! The key is the whole path after the first `/`, percent-decoded, so `/a%2Fb` and
 //! `/users/42` name the keys `a/b` and `users/42`. Values pass through as the state's
 //! bytes: a `GET` answers with the stored bytes as they are, without copying them.
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
     body::Body,
-    extract::{Request, State},
+    extract::{ConnectInfo, Request, State},
     http::{HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use c19_core::SafeState;
+use c19_core::{SafeState, Shutdown};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use tokio::sync::Semaphore;
@@ -22,6 +27,9 @@ use tokio::sync::Semaphore;
 use crate::{
     HttpAgent,
     error::{Error, Result},
+    listener::StreamControl,
+    reads::read,
+    request_metrics::{RequestMetrics, Route},
 };
 
 /// Bodies up to this size are applied on the request's task; larger ones on the
@@ -38,51 +46,69 @@ struct App {
     body_limit: usize,
     body_timeout: Duration,
     puts: Semaphore,
+    /// Ends watch streams, which would otherwise hold a graceful shutdown up.
+    shutdown: Shutdown,
+    metrics: RequestMetrics,
 }
 
 /// The agent's routes over `state`, limited as `config` says. Serve it with
-/// [`crate::serve`], or with `axum::serve` in tests.
+/// [`crate::serve`], or with `axum::serve` in tests (watch streams then end only when
+/// their client leaves).
 pub fn router(state: SafeState, config: &HttpAgent) -> Router {
+    router_until(state, config, Shutdown::new())
+}
+
+/// [`router`], whose watch streams end when `shutdown` is cancelled.
+pub fn router_until(state: SafeState, config: &HttpAgent, shutdown: Shutdown) -> Router {
     let app = Arc::new(App {
         state,
         body_limit: config.body_limit,
         body_timeout: Duration::from_millis(config.idle_timeout.get()),
         puts: Semaphore::new(CONCURRENT_PUTS),
+        shutdown,
+        metrics: RequestMetrics::default(),
     });
     Router::new().fallback(handle).with_state(app)
 }
 
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
-    let result = match *request.method() {
-        Method::GET | Method::HEAD => get(&app, request.uri()),
+    let started = Instant::now();
+    let method = request.method().clone();
+    let mut route = Route::of_path(request.uri().path());
+    let result = match method {
+        Method::GET | Method::HEAD => {
+            let (read, result) =
+                read(&app.state, &app.shutdown, request.uri(), request.headers()).await;
+            route = read.into();
+            if route == Route::Watch && result.is_ok() {
+                // A stream stays silent for long: the idle timeout must not cut it.
+                if let Some(ConnectInfo(control)) =
+                    request.extensions().get::<ConnectInfo<StreamControl>>()
+                {
+                    control.streaming();
+                }
+            }
+            result
+        }
         Method::PUT => put(&app, request).await,
         Method::DELETE => delete(&app, request.uri()),
         _ => Err(Error::MethodNotAllowed {
-            message: "use GET /<key>, PUT / or DELETE /<key>",
+            message: "use GET /<key>, GET /?prefix=P, PUT / or DELETE /<key>",
             allow: "GET, HEAD, PUT, DELETE",
         }),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    app.metrics
+        .record(route, &method, response.status(), started.elapsed());
+    response
 }
 
 /// The key named by the path: everything after the first `/`, percent-decoded.
-fn key_of(uri: &Uri) -> Result<Cow<'_, str>> {
+pub(crate) fn key_of(uri: &Uri) -> Result<Cow<'_, str>> {
     let path = uri.path().strip_prefix('/').unwrap_or(uri.path());
     percent_decode_str(path)
         .decode_utf8()
         .map_err(|_| Error::KeyNotUtf8)
-}
-
-fn get(app: &App, uri: &Uri) -> Result<Response> {
-    let key = key_of(uri)?;
-    if key.is_empty() {
-        return Err(Error::NoKey);
-    }
-    let entry = app
-        .state
-        .get(&&*key)
-        .ok_or_else(|| Error::NotFound(key.into_owned()))?;
-    Ok(json(StatusCode::OK, entry))
 }
 
 async fn put(app: &App, request: Request) -> Result<Response> {
@@ -170,7 +196,7 @@ fn delete(app: &App, uri: &Uri) -> Result<Response> {
 }
 
 /// A JSON response of pre-serialized bytes.
-fn json(status: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json(status: StatusCode, body: Bytes) -> Response {
     (
         status,
         [(

@@ -48,10 +48,11 @@ async fn a_get_right_after_the_204_returns_the_write() {
 }
 
 #[tokio::test]
-async fn absent_keys_and_the_root_are_404_with_a_json_error() {
+async fn absent_keys_are_404_with_a_json_error() {
     let server = start_default().await;
     assert_error(&server.get("/nobody").await, 404, r#""nobody" not found"#);
-    assert_error(&server.get("/").await, 404, "no key");
+    // The root lists the keys instead (see tests/listing.rs).
+    assert_eq!(server.get("/").await.body, json!({}));
 }
 
 #[tokio::test]
