@@ -67,7 +67,7 @@ impl Comparable<Slot> for HashEdge {
 }
 
 /// The hash that orders keys.
-fn key_hash(key: &[u8]) -> u64 {
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(key)
 }
 

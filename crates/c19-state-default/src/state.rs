@@ -9,12 +9,13 @@ use std::{
 use bytes::Bytes;
 use c19_core::{
     Applied, Change, Changes, DataSeeder, Diff, SafeState, SeedError, Shutdown, State, StateError,
-    StateValue, reexports::futures::future::BoxFuture,
+    StateValue, SyncSession, reexports::futures::future::BoxFuture,
 };
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
 use crate::{
+    exchange,
     incoming::{Incoming, parse_batch},
     observe::{DEFAULT_WATCH_BUFFER, Observers, describe_metrics},
     store::Store,
@@ -59,7 +60,7 @@ pub struct DefaultState {
     pub data_seeder: Option<Box<dyn DataSeeder>>,
     /// The data.
     #[serde(skip)]
-    store: Store,
+    pub(crate) store: Store,
 }
 
 fn default_purge_interval() -> NonZeroU64 {
@@ -230,5 +231,13 @@ impl State for DefaultState {
 
     fn changes_since(&self, since: u64, max: usize) -> Result<Vec<Change>, StateError> {
         Ok(self.store.changes_since(since, max, now_ms()))
+    }
+
+    fn sync_open(self: Arc<Self>, max_bytes: usize) -> Result<Box<dyn SyncSession>, StateError> {
+        Ok(Box::new(exchange::Session::new(self, max_bytes)))
+    }
+
+    fn sync_answer(&self, request: &[u8], max_bytes: usize) -> Result<Bytes, StateError> {
+        exchange::answer(self, request, max_bytes)
     }
 }

@@ -36,13 +36,18 @@ use c19_core::{Applied, Diff};
 use imbl::{OrdMap, OrdSet};
 
 use crate::{
+    buckets::BucketHashes,
+    exchange::meta::SyncMeta,
     incoming::Incoming,
     observe::Observers,
     record::Record,
-    slot::{HashEdge, Probe, Slot},
+    slot::{HashEdge, Probe, Slot, key_hash},
 };
 
+mod repair;
 mod reading;
+
+pub(crate) use repair::{by_key, fill};
 
 pub(crate) use reading::change_of;
 
@@ -60,6 +65,8 @@ struct Snapshot {
     head: u64,
     /// How many of the held records are tombstones.
     tombstones: usize,
+    /// The records' version hashes summed by bucket and group of keys (exchanges).
+    buckets: BucketHashes,
 }
 
 impl Snapshot {
@@ -83,15 +90,20 @@ impl Snapshot {
 
     /// Stores `record` (already stamped with `head + 1`) in place of `held`.
     fn put(&mut self, held: Option<&Record>, record: Record) {
+        let old = held.map(Record::version_hash);
         if let Some(held) = held {
             self.by_seq.remove(&held.seq());
-            self.version = self.version.wrapping_sub(held.version_hash());
             self.tombstones -= usize::from(held.deleted());
         }
+        let new = record.version_hash();
+        self.version = self
+            .version
+            .wrapping_sub(old.unwrap_or_default())
+            .wrapping_add(new);
         self.tombstones += usize::from(record.deleted());
         self.head = record.seq();
-        self.version = self.version.wrapping_add(record.version_hash());
         let slot = Slot::new(record);
+        self.buckets.replace(slot.hash(), old, Some(new));
         self.by_seq.insert(slot.record.seq(), slot.hash());
         // Replaces the old slot, key included.
         self.keys.insert(slot);
@@ -101,10 +113,13 @@ impl Snapshot {
     fn drop_record(&mut self, record: &Record) -> bool {
         match self.get(record.key()) {
             Some(held) if held.same(record) => {
+                let hash = record.version_hash();
                 self.tombstones -= usize::from(record.deleted());
                 self.by_seq.remove(&record.seq());
                 self.keys.remove(&Probe::new(record.key()));
-                self.version = self.version.wrapping_sub(record.version_hash());
+                self.version = self.version.wrapping_sub(hash);
+                self.buckets
+                    .replace(key_hash(record.key()), Some(hash), None);
                 true
             }
             _ => false,
@@ -120,6 +135,8 @@ pub(crate) struct Store {
     writer: Mutex<Retired>,
     /// Subscribers to changes, and metrics.
     observers: Observers,
+    /// How current the data is, for exchanges with peers.
+    sync: SyncMeta,
     /// Called once in the middle of each batch, with the writer lock held (tests only).
     #[cfg(test)]
     pub(crate) mid_batch: Mutex<Option<Box<dyn FnMut() + Send>>>,
@@ -138,6 +155,7 @@ impl Store {
             current: ArcSwap::from_pointee(Snapshot::default()),
             writer: Mutex::new(Retired::default()),
             observers,
+            sync: SyncMeta::default(),
             #[cfg(test)]
             mid_batch: Mutex::new(None),
         }
@@ -352,6 +370,9 @@ impl Store {
             .collect();
         if doomed.is_empty() {
             return 0;
+        }
+        if doomed.iter().any(Record::deleted) {
+            self.sync.swept_tombstones(now, tombstone_ttl);
         }
         let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = Snapshot::clone(&self.current.load());
