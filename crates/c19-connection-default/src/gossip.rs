@@ -56,11 +56,17 @@ pub(crate) struct Gossip<'a> {
 impl Gossip<'_> {
     /// Up to `r0` random peers for one round.
     pub fn choose(&self) -> Vec<Target> {
+        self.choose_at(Instant::now())
+    }
+
+    /// Up to `r0` random peers among those not backed off at `now`.
+    pub fn choose_at(&self, now: Instant) -> Vec<Target> {
         let Some(provider) = self.provider else {
             return Vec::new();
         };
-        self.book
-            .choose(&provider.get(), self.settings.r0, Instant::now())
+        let peers = provider.get();
+        self.stats.peers(self.book.count_others(&peers));
+        self.book.choose(&peers, self.settings.r0, now)
     }
 
     /// The changes after `since`, at most about `max_push_bytes` of them.

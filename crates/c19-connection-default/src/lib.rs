@@ -26,11 +26,17 @@
 //! requests in flight. A failing peer is skipped for an exponentially growing time and
 //! logged once per state change. The agent never talks to itself: it recognises its own
 //! address, and a random node id sent with every request and response unmasks it behind
-//! any other address. Counters of the traffic are served on `GET /_c19/stats`.
+//! any other address. Counters of the traffic are served on `GET /_c19/stats` and, as
+//! `c19_connection_*` metrics, through the `metrics` facade.
+//!
+//! On shutdown the publisher pushes every change it has not published yet before the
+//! layer returns, so a write acknowledged just before a rolling restart reaches peers.
 
 mod client;
 mod config;
 mod error;
+mod exported;
+mod final_push;
 mod gossip;
 mod identity;
 mod peers;
@@ -45,7 +51,7 @@ mod tests;
 use std::{net::SocketAddr, sync::Arc};
 
 use c19_core::{
-    Connection, LayerError, SafeState, Shutdown, reexports::futures::future::BoxFuture,
+    Connection, LayerError, SafeState, Shutdown, health, reexports::futures::future::BoxFuture,
 };
 use tokio::net::TcpListener;
 
@@ -67,6 +73,7 @@ impl Connection for DefaultConnection {
                     addr: addr.to_string(),
                     source,
                 })?;
+            health::ready("connection");
             self.run(listener, state, shutdown).await
         })
     }

@@ -92,12 +92,7 @@ impl PeerBook {
             .iter()
             .filter_map(|peer| {
                 let name = peer.authority(self.dial_port);
-                if !seen.insert(name.clone()) || book.myself.contains(&name) {
-                    return None;
-                }
-                if let Host::Ip(ip) = peer.host
-                    && self.is_own_address(SocketAddr::new(ip, peer.port.unwrap_or(self.dial_port)))
-                {
+                if !seen.insert(name.clone()) || self.is_itself(&book, peer, &name) {
                     return None;
                 }
                 if book
@@ -118,6 +113,32 @@ impl PeerBook {
             .choose_multiple(&mut rand::rng(), r0)
             .cloned()
             .collect()
+    }
+
+    /// How many distinct peers of `peers` are not known to be this agent.
+    pub fn count_others(&self, peers: &[Peer]) -> usize {
+        let book = self.book();
+        let mut seen = HashSet::new();
+        peers
+            .iter()
+            .filter(|peer| {
+                let name = peer.authority(self.dial_port);
+                !self.is_itself(&book, peer, &name) && seen.insert(name)
+            })
+            .count()
+    }
+
+    /// Whether `peer`, dialled as `name`, is known to be this agent.
+    fn is_itself(&self, book: &Book, peer: &Peer, name: &str) -> bool {
+        if book.myself.contains(name) {
+            return true;
+        }
+        match peer.host {
+            Host::Ip(ip) => {
+                self.is_own_address(SocketAddr::new(ip, peer.port.unwrap_or(self.dial_port)))
+            }
+            Host::Name(_) => false,
+        }
     }
 
     /// The socket address to dial for `target`, resolving host names now.
@@ -298,6 +319,26 @@ mod tests {
             seen.extend(chosen);
         }
         assert_eq!(seen.len(), 4, "every peer is chosen sometimes: {seen:?}");
+    }
+
+    #[test]
+    fn counts_distinct_peers_other_than_itself() {
+        let book = book();
+        let list = peers(&[
+            "127.0.0.1",
+            "10.0.0.1",
+            "10.0.0.1:4097",
+            "10.0.0.2",
+            "name:1",
+        ]);
+        assert_eq!(book.count_others(&list), 3);
+        let me = book
+            .choose(&list, 5, Instant::now())
+            .into_iter()
+            .find(|t| t.name == "name:1")
+            .unwrap();
+        book.mark_self(&me);
+        assert_eq!(book.count_others(&list), 2);
     }
 
     #[test]

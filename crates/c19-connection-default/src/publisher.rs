@@ -15,6 +15,10 @@
 //!
 //! Changes are only counted as published once some peer took them: while no peer is
 //! reachable (a network cut), local writes wait and go out when one is again.
+//!
+//! On shutdown the publisher pushes what is still pending once more (see
+//! [`crate::final_push`]), so a write acknowledged just before does not die with the
+//! agent.
 
 use std::collections::VecDeque;
 
@@ -22,12 +26,17 @@ use c19_core::Shutdown;
 use futures::future::join_all;
 use tokio::time::{self, MissedTickBehavior};
 
-use crate::gossip::{Gossip, Outcome};
+use crate::{
+    exported::Operation,
+    final_push,
+    gossip::{Gossip, Outcome},
+    peers::Target,
+};
 
 /// In how many rounds each change is pushed.
 pub(crate) const PUSH_ROUNDS: usize = 2;
 
-/// Publishes until `shutdown` is cancelled.
+/// Publishes until `shutdown` is cancelled, then pushes what is still pending.
 pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
     // What the state held at start is known to peers or reaches them by pulls.
     let mut publisher = Publisher::new(gossip.state.head());
@@ -35,14 +44,16 @@ pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             () = publisher.round(gossip) => {}
         }
     }
+    publisher.settle(gossip);
+    final_push::flush(gossip, publisher.since()).await;
 }
 
 /// Where the publisher stands in the state's history.
@@ -66,14 +77,20 @@ impl Publisher {
         self.marks.front().copied().unwrap_or_default()
     }
 
-    /// One round: sends the changes after [`Publisher::since`] to random peers.
-    pub async fn round(&mut self, gossip: &Gossip<'_>) {
+    /// Skips what a pull alone brought while catching up, when nothing else was
+    /// pending (see [`Gossip::take_pulled`]).
+    pub fn settle(&mut self, gossip: &Gossip<'_>) {
         if let Some((start, end)) = gossip.take_pulled()
             && self.marks.iter().all(|mark| *mark == start)
         {
             // Nothing else was pending: what the pull brought need not be pushed.
             self.marks.iter_mut().for_each(|mark| *mark = end);
         }
+    }
+
+    /// One round: sends the changes after [`Publisher::since`] to random peers.
+    pub async fn round(&mut self, gossip: &Gossip<'_>) {
+        self.settle(gossip);
         let since = self.since();
         if gossip.state.head() == since {
             return;
@@ -88,8 +105,19 @@ impl Publisher {
 /// Sends the changes after `since` to `r0` random peers, in messages of at most
 /// `max_push_bytes`. Returns the point they were delivered up to, or `None` when no peer
 /// took any.
-pub(crate) async fn publish(gossip: &Gossip<'_>, mut since: u64) -> Option<u64> {
-    let mut targets = gossip.choose();
+pub(crate) async fn publish(gossip: &Gossip<'_>, since: u64) -> Option<u64> {
+    publish_to(gossip, since, gossip.choose()).await
+}
+
+/// [`publish`] to `targets`.
+pub(crate) async fn publish_to(
+    gossip: &Gossip<'_>,
+    mut since: u64,
+    mut targets: Vec<Target>,
+) -> Option<u64> {
+    if !targets.is_empty() {
+        gossip.stats.round(Operation::Push);
+    }
     let mut delivered = None;
     while !targets.is_empty() {
         let diff = match gossip.diff(since).await {

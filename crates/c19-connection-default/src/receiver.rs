@@ -10,7 +10,10 @@ use std::sync::atomic::Ordering;
 
 use c19_core::Shutdown;
 
-use crate::gossip::{Gossip, Outcome};
+use crate::{
+    exported::Operation,
+    gossip::{Gossip, Outcome},
+};
 
 /// Pulls until `shutdown` is cancelled.
 pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
@@ -41,7 +44,11 @@ pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
 /// One round; returns whether some peer answered.
 pub(crate) async fn pull(gossip: &Gossip<'_>) -> bool {
     let mut answered = false;
-    for target in gossip.choose() {
+    let targets = gossip.choose();
+    if !targets.is_empty() {
+        gossip.stats.round(Operation::Pull);
+    }
+    for target in targets {
         answered |= gossip.pull(&target).await == Outcome::Done;
     }
     answered

@@ -1,11 +1,13 @@
 //! Counters of the connection's traffic, served as JSON on `GET /_c19/stats`.
 //!
-//! They are plain atomics in one struct so a metrics exporter can read them later
-//! without locking.
+//! They are plain atomics in one struct; each event is recorded here once and fed to the
+//! Prometheus metrics of [`crate::exported`] at the same time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
+
+use crate::exported::{Exported, Operation};
 
 /// The traffic counters of one connection layer. All only ever grow.
 #[derive(Debug, Default)]
@@ -19,6 +21,7 @@ pub struct Stats {
     pushes_received: AtomicU64,
     pulls_served: AtomicU64,
     requests_refused: AtomicU64,
+    exported: Exported,
 }
 
 /// A copy of the counters at one moment, as served on `GET /_c19/stats`.
@@ -57,40 +60,67 @@ impl Stats {
     pub fn push_sent(&self, bytes: usize, ok: bool) {
         add(&self.bytes_sent, len(bytes));
         add(if ok { &self.pushes } else { &self.push_errors }, 1);
+        self.exported.sent(Operation::Push, len(bytes));
+        if ok {
+            self.exported.exchanged(Operation::Push);
+        } else {
+            self.exported.failed(Operation::Push);
+        }
     }
 
     /// Counts a push that failed before its body could be delivered.
     pub fn push_failed(&self) {
         add(&self.push_errors, 1);
+        self.exported.failed(Operation::Push);
     }
 
     /// Counts a pull this agent made that a peer answered with `bytes` of body.
     pub fn pull_answered(&self, bytes: usize) {
         add(&self.bytes_received, len(bytes));
         add(&self.pulls, 1);
+        self.exported.received(Operation::Pull, len(bytes));
+        self.exported.exchanged(Operation::Pull);
     }
 
     /// Counts a pull that failed.
     pub fn pull_failed(&self) {
         add(&self.pull_errors, 1);
+        self.exported.failed(Operation::Pull);
     }
 
     /// Counts a push from a peer that was merged (`bytes` of body).
     pub fn push_received(&self, bytes: usize) {
         add(&self.bytes_received, len(bytes));
         add(&self.pushes_received, 1);
+        self.exported.received(Operation::Push, len(bytes));
+        self.exported.served(Operation::Push);
     }
 
     /// Counts a pull from a peer answered with `bytes` of state.
     pub fn pull_served(&self, bytes: usize) {
         add(&self.bytes_sent, len(bytes));
         add(&self.pulls_served, 1);
+        self.exported.sent(Operation::Pull, len(bytes));
+        self.exported.served(Operation::Pull);
     }
 
     /// Counts a refused request from a peer, of which `bytes` of body were read.
     pub fn refused(&self, bytes: usize) {
         add(&self.bytes_received, len(bytes));
         add(&self.requests_refused, 1);
+        self.exported.received(Operation::Push, len(bytes));
+        self.exported.refused();
+    }
+
+    /// Counts a round of `operation` to a sample of peers (metrics only).
+    pub(crate) fn round(&self, operation: Operation) {
+        self.exported.round(operation);
+    }
+
+    /// Notes that the peer provider offers `count` peers besides this agent (metrics
+    /// only).
+    pub(crate) fn peers(&self, count: usize) {
+        self.exported.peers(count);
     }
 
     /// The counters now.

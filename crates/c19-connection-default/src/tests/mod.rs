@@ -7,6 +7,7 @@ mod cluster;
 mod exchange;
 mod mem_state;
 mod server;
+mod shutdown;
 
 use std::{
     future::Future,
