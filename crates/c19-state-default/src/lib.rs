@@ -52,8 +52,10 @@
 //! For `k` keys that differ this costs about 600 bytes of group hashes, up to
 //! `min(k, 64)` × 64 bucket hashes, and the entries of up to `k` buckets (about
 //! `n / 4096` entries each, for `n` keys), instead of the whole state. An empty agent
-//! says so in its `hello` and gets the whole state at once, in pages; an empty callee is
-//! given everything. Every message stays within the size the caller asks for (the
+//! says so in its `hello` and gets the whole state at once, in pages. Nothing is given
+//! to a callee that has never completed an exchange (a newcomer catching up by its own
+//! pull would otherwise get the state twice); an empty callee that has is given
+//! everything. Every message stays within the size the caller asks for (the
 //! connection's `max_message_bytes`); pages resume at a key hash. The costs: 16 bytes of
 //! bucket hashes per 64 buckets in memory (the groups a write batch touches are copied
 //! with each snapshot), and a round trip more than a full pull when states differ.
@@ -74,7 +76,9 @@
 //! horizon was away longer than the grace period: it may hold values whose deletes it
 //! never saw and the peer has forgotten. It drops every entry with a `ts` at or below
 //! that horizon (so it serves none of them meanwhile) and takes the peer's entries in
-//! the same exchange; what it wrote or learned more recently stays. Writes older than
+//! the same exchange; what it wrote or learned more recently stays. Meanwhile it pushes
+//! nothing older than `tombstone_ttl` (pushes carry no such check): an agent whose last
+//! exchange is older than that leaves such entries out of `diff`. Writes older than
 //! the horizon that only the lagging side held are lost with the rest, as a delete of
 //! them could not be told apart. The rule relies on `tombstone_ttl` being the same on
 //! every agent and much longer than gossip takes; a lagging agent that an empty

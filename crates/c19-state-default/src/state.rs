@@ -210,7 +210,9 @@ impl State for DefaultState {
     }
 
     fn diff(&self, since: u64, max_bytes: usize) -> Result<Diff, StateError> {
-        Ok(self.store.diff(since, max_bytes, now_ms()))
+        let now = now_ms();
+        let held_back = self.store.held_back(now, self.tombstone_ttl);
+        Ok(self.store.diff(since, max_bytes, now, held_back))
     }
 
     fn head(&self) -> u64 {

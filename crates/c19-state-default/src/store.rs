@@ -44,8 +44,8 @@ use crate::{
     slot::{HashEdge, Probe, Slot, key_hash},
 };
 
-mod repair;
 mod reading;
+mod repair;
 
 pub(crate) use repair::{by_key, fill};
 
@@ -318,9 +318,10 @@ impl Store {
         out.finish()
     }
 
-    /// The changes after `since`, oldest first, up to about `max_bytes` (at least one).
-    /// Costs O(changes returned), whatever the size of the state.
-    pub fn diff(&self, since: u64, max_bytes: usize, now: u64) -> Diff {
+    /// The changes after `since`, oldest first, up to about `max_bytes` (at least one),
+    /// leaving out those with a `ts` at or below `held_back` (see
+    /// [`Store::held_back`]). Costs O(changes returned), whatever the size of the state.
+    pub fn diff(&self, since: u64, max_bytes: usize, now: u64, held_back: Option<u64>) -> Diff {
         let snapshot = self.current.load_full();
         let mut out = Batch::with_capacity(max_bytes.min(1 << 20));
         let mut next = since;
@@ -335,7 +336,8 @@ impl Store {
                 continue;
             };
             // Every agent expires values on its own: they are not pushed.
-            if !record.is_expired(now) {
+            let held = held_back.is_some_and(|floor| record.ts() <= floor);
+            if !record.is_expired(now) && !held {
                 if out.count > 0 && out.len_with(record) > max_bytes {
                     complete = false;
                     break;

@@ -78,10 +78,13 @@ fn forgetful() -> DefaultState {
     state
 }
 
+/// Two states holding the same `keys_each` keys, each having completed an exchange.
 fn pair_with(keys_each: usize) -> (Arc<DefaultState>, Arc<DefaultState>) {
     let (a, b) = (shared(state()), shared(state()));
     set(a.as_ref(), keys("key", 0..keys_each, TS));
     set(b.as_ref(), keys("key", 0..keys_each, TS));
+    exchange(&a, &b, MAX);
+    exchange(&b, &a, MAX);
     (a, b)
 }
 
@@ -163,6 +166,8 @@ fn an_empty_agent_gets_the_whole_state_in_bounded_pages() {
 fn an_empty_peer_is_given_the_whole_state_in_bounded_messages() {
     let (full, _) = pair_with(5000);
     let empty = shared(state());
+    // An empty peer that has been in touch (all it held expired, say).
+    exchange(&empty, &shared(state()), MAX);
     let max = 16 * 1024;
     let traffic = exchange(&full, &empty, max);
     assert_eq!(empty.version(), full.version());
@@ -172,6 +177,45 @@ fn an_empty_peer_is_given_the_whole_state_in_bounded_messages() {
         traffic.largest()
     );
     assert!(traffic.requests.len() >= 20);
+}
+
+#[test]
+fn a_peer_catching_up_by_its_own_pull_is_given_nothing() {
+    let (full, _) = pair_with(1000);
+    let newcomer = shared(state());
+    let traffic = exchange(&full, &newcomer, MAX);
+    assert_eq!(traffic.requests.len(), 1, "{traffic:?}");
+    assert!(newcomer.is_empty());
+    set(newcomer.as_ref(), keys("key", 0..10, TS));
+    let traffic = exchange(&full, &newcomer, MAX);
+    assert_eq!(newcomer.len(), 10, "nothing given: {traffic:?}");
+    // Its own pull brings it everything.
+    exchange(&newcomer, &full, MAX);
+    assert_eq!(newcomer.version(), full.version());
+}
+
+#[test]
+fn an_agent_out_of_touch_longer_than_the_grace_period_pushes_no_old_entries() {
+    let mut away = state();
+    away.tombstone_ttl = 1000;
+    let away = shared(away);
+    exchange(&away, &shared(state()), MAX);
+    set(
+        away.as_ref(),
+        json!({"old": {"value": 1, "ts": TS}, "new": {"value": 2, "ts": now()}}),
+    );
+    let diff = away.diff(0, MAX).unwrap();
+    assert_eq!(diff.count, 2, "in touch: everything is pushed");
+    thread::sleep(Duration::from_millis(1100));
+    set(away.as_ref(), json!({"recent": {"value": 3}}));
+    let diff = away.diff(0, MAX).unwrap();
+    let pushed: Map<String, Value> = serde_json::from_slice(&diff.changes).unwrap();
+    assert_eq!(
+        pushed.keys().collect::<Vec<_>>(),
+        ["recent"],
+        "out of touch: only what is newer than the grace period"
+    );
+    assert!(diff.complete);
 }
 
 #[test]
@@ -247,7 +291,8 @@ fn an_agent_in_touch_keeps_its_entries_when_a_peer_forgets_tombstones() {
     set(current.as_ref(), json!({"gone": tombstone(TS)}));
     assert_eq!(current.purge_now(), 1);
     set(other.as_ref(), json!({"mine": {"value": 1, "ts": TS - 5}}));
-    // `other` completed an exchange after the horizon: nothing is dropped.
+    // Both completed an exchange after the horizon: nothing is dropped.
+    exchange(&current, &shared(state()), MAX);
     exchange(&other, &shared(state()), MAX);
     exchange(&other, &current, MAX);
     assert_eq!(value(current.as_ref(), "mine"), Some(json!(1)));

@@ -107,7 +107,13 @@ impl Session {
             ) => {
                 self.heard(meta);
                 if empty {
-                    return Ok(self.give_all(0));
+                    // A peer that never completed an exchange is catching up by its own
+                    // pull: giving it everything too would double its transfer.
+                    return Ok(if meta.last_sync.is_some() {
+                        self.give_all(0)
+                    } else {
+                        self.finish()
+                    });
                 }
                 let differing = self.state.store.differing_groups(&groups);
                 if differing.is_empty() {
@@ -156,9 +162,14 @@ impl Session {
         let applied = store.merge_exchanged(batch, now, ttl);
         self.applied.applied += applied.applied;
         self.applied.ignored += applied.ignored;
-        // Merged first, so what this store holds now is at least as new as theirs.
-        let records = store
-            .records_in(&buckets, from, next, now, ttl)
+        // Merged first, so what this store holds now is at least as new as theirs. A peer
+        // that never completed an exchange is catching up by its own pull: nothing is
+        // given to it, which would double its transfer.
+        let mut records = store.records_in(&buckets, from, next, now, ttl);
+        if self.peer.last_sync.is_none() {
+            records.clear();
+        }
+        let records = records
             .into_iter()
             .filter(|record| {
                 record.key_str().is_some_and(|key| {

@@ -82,6 +82,16 @@ impl Store {
         &self.sync
     }
 
+    /// Below which `ts` (inclusive) changes are not pushed: when this agent has been out
+    /// of touch for longer than `tombstone_ttl`, older entries may be shadowed by deletes
+    /// it never saw and peers have forgotten. Exchanges, which check for that, carry them
+    /// instead. `None` while in touch, or before any exchange completed.
+    pub fn held_back(&self, now: u64, tombstone_ttl: u64) -> Option<u64> {
+        let grace = now.saturating_sub(tombstone_ttl);
+        let last_sync = self.sync.meta().last_sync?;
+        (last_sync < grace).then_some(grace)
+    }
+
     /// The version and the group hashes.
     pub fn digest(&self) -> Digest {
         let snapshot = self.current.load();
