@@ -1,8 +1,9 @@
 //! The HTTP client that talks to peers: one pooled, keep-alive client for all of them,
 //! with timeouts, a bound on requests in flight, and a size limit on what it reads.
 //!
-//! It speaks only what a 0.1 peer understands: `PUT /` with a map of changes, and
-//! `GET /<version>` answered with the full state or 204.
+//! With a 0.1 peer it speaks only what that peer understands: `PUT /` with a map of
+//! changes, and `GET /<version>` answered with the full state or 204. With c19 peers it
+//! also carries anti-entropy exchanges ([`exchange`]).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -10,6 +11,10 @@ use axum::http::{HeaderMap, HeaderName, StatusCode};
 use bytes::{Bytes, BytesMut};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::Semaphore;
+
+mod exchange;
+
+pub(crate) use exchange::{EXCHANGE_PATH, MESSAGE_TYPE};
 
 use crate::{
     config::Settings,

@@ -1,7 +1,8 @@
 //! The configuration of the Default connection (`kind: Default`).
 //!
 //! Every 0.1 field keeps its name, unit and default; the fields 0.1 did not have
-//! (`address`, `body_limit`, `max_push_bytes`, `concurrency`) have defaults, so 0.1 files
+//! (`address`, `body_limit`, `max_push_bytes`, `max_message_bytes`, `concurrency`) have
+//! defaults, so 0.1 files
 //! work unchanged.
 
 use std::{
@@ -58,6 +59,12 @@ pub struct DefaultConnection {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_max_push_bytes")]
     pub max_push_bytes: NonZeroUsize,
+    /// The most bytes (before compression) of one anti-entropy message between c19
+    /// agents, in either direction; larger differences, and the whole state for an
+    /// empty agent, go in several (default 4 MiB).
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: NonZeroUsize,
     /// The most requests to peers in flight at once (default 8).
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_concurrency")]
@@ -107,6 +114,10 @@ fn default_max_push_bytes() -> NonZeroUsize {
     non_zero_usize(4 << 20)
 }
 
+fn default_max_message_bytes() -> NonZeroUsize {
+    non_zero_usize(4 << 20)
+}
+
 fn default_concurrency() -> NonZeroUsize {
     non_zero_usize(8)
 }
@@ -123,6 +134,7 @@ impl Default for DefaultConnection {
             timeout: default_timeout(),
             body_limit: default_body_limit(),
             max_push_bytes: default_max_push_bytes(),
+            max_message_bytes: default_max_message_bytes(),
             concurrency: default_concurrency(),
             peer_provider: None,
         }
@@ -145,6 +157,8 @@ pub(crate) struct Settings {
     pub server_timeout: Duration,
     pub body_limit: usize,
     pub max_push_bytes: usize,
+    /// The largest anti-entropy message, before compression (at most `body_limit`).
+    pub max_message_bytes: usize,
     pub concurrency: usize,
     /// The first back-off after a peer fails; it doubles up to [`MAX_BACKOFF`].
     pub backoff: Duration,
@@ -173,6 +187,7 @@ impl DefaultConnection {
             server_timeout: (timeout * 5).max(Duration::from_secs(1)),
             body_limit: self.body_limit.get(),
             max_push_bytes: self.max_push_bytes.get(),
+            max_message_bytes: self.max_message_bytes.min(self.body_limit).get(),
             concurrency: self.concurrency.get(),
             // A failing peer is skipped for 1, 2, 4, ... push rounds.
             backoff: push_interval.min(MAX_BACKOFF),
@@ -202,6 +217,7 @@ mod tests {
         assert_eq!(config.timeout.get(), 1000);
         assert_eq!(config.body_limit.get(), 64 * 1024 * 1024);
         assert_eq!(config.max_push_bytes.get(), 4 * 1024 * 1024);
+        assert_eq!(config.max_message_bytes.get(), 4 * 1024 * 1024);
         assert_eq!(config.concurrency.get(), 8);
         assert!(config.peer_provider.is_none());
         let settings = config.settings(4097);
@@ -226,9 +242,15 @@ mod tests {
     fn numbers_may_be_written_as_strings() {
         let config = parse(
             r#"{"port": "5000", "target_port": "6000", "push_interval": "200", "r0": "2",
-                "body_limit": "1024", "concurrency": "4"}"#,
+                "body_limit": "1024", "concurrency": "4", "max_message_bytes": "4096"}"#,
         )
         .unwrap();
+        assert_eq!(config.max_message_bytes.get(), 4096);
+        assert_eq!(
+            config.settings(5000).max_message_bytes,
+            1024,
+            "no message larger than what peers accept"
+        );
         assert_eq!(config.port, 5000);
         assert_eq!(config.target_port, Some(6000));
         assert_eq!(config.push_interval.get(), 200);

@@ -51,6 +51,16 @@ pub enum Error {
         /// The start of the response body.
         message: String,
     },
+    /// The peer has no anti-entropy exchanges (HTTP 404 or 405: a 0.1 agent), or its
+    /// state cannot take part (501).
+    #[error("the peer does not take part in anti-entropy exchanges (HTTP {status})")]
+    NoExchange {
+        /// The status code.
+        status: u16,
+    },
+    /// The peer's answer could not be decoded (its content coding).
+    #[error("cannot decode the peer's answer: {0}")]
+    Decode(String),
     /// The peer sent a body larger than `body_limit`.
     #[error("the response body exceeds the limit of {limit} bytes")]
     TooLarge {

@@ -12,6 +12,10 @@ use std::{
 use bytes::Bytes;
 use c19_core::{Applied, Diff, PeerProvider, SafeState};
 
+mod exchange;
+
+pub(crate) use exchange::Dialects;
+
 use crate::{
     client::{PeerClient, Pulled},
     config::Settings,
@@ -51,6 +55,8 @@ pub(crate) struct Gossip<'a> {
     pub pulled: Mutex<Option<(u64, u64)>>,
     /// Whether no pull has been answered yet since start (the receiver clears it).
     pub catching_up: AtomicBool,
+    /// Which peers are pulled whole, as they do not take part in exchanges.
+    pub dialects: Dialects,
 }
 
 impl Gossip<'_> {
@@ -91,8 +97,12 @@ impl Gossip<'_> {
         self.judge(target, result.map(|()| None))
     }
 
-    /// Pulls from `target` unless it is at our version, and merges what comes back.
+    /// Pulls from `target` and merges what comes back: by anti-entropy exchange when both
+    /// sides can, otherwise the whole state unless the peer is at our version.
     pub async fn pull(&self, target: &Target) -> Outcome {
+        if let Some(outcome) = self.exchange_with(target).await {
+            return outcome;
+        }
         let result = async {
             let addr = self.book.resolve(target, self.settings.timeout).await?;
             let version = self.state.version();
@@ -134,9 +144,16 @@ impl Gossip<'_> {
         })
         .await?;
         let applied = applied?;
+        self.note_pulled(before, after, applied.applied);
+        Ok(applied)
+    }
+
+    /// While catching up, notes the stretch `(before, after]` of history that a merge of
+    /// `count` pulled entries filled, when nothing else changed the state meanwhile.
+    fn note_pulled(&self, before: u64, after: u64, count: usize) {
         // Each change takes the next point, so a stretch as long as the number of changes
         // holds this merge and nothing else. A state numbering otherwise never matches.
-        let count = u64::try_from(applied.applied).unwrap_or(u64::MAX);
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
         if self.catching_up.load(Ordering::Relaxed)
             && count > 0
             && after.checked_sub(before) == Some(count)
@@ -150,7 +167,6 @@ impl Gossip<'_> {
                 _ => Some((before, after)),
             };
         }
-        Ok(applied)
     }
 
     /// The latest stretch `(after, up_to)` of the state's history that a pull alone

@@ -1,5 +1,5 @@
 //! The `Default` connection layer of c19: HTTP gossip of state changes, with periodic
-//! pulls of the full state to repair what gossip missed.
+//! anti-entropy pulls to repair what gossip missed.
 //!
 //! ```yaml
 //! connection:
@@ -9,6 +9,7 @@
 //!   pull_interval: 60000  # ms between pulls of the full state
 //!   r0: 3                 # peers per push and per pull, chosen at random
 //!   timeout: 1000         # ms to connect to a peer and to complete a push
+//!   max_message_bytes: 4194304  # most bytes of one anti-entropy message
 //!   peer_provider: { kind: Static, peers: ["10.0.0.2:4097", "c19-1.c19.svc"] }
 //! ```
 //!
@@ -22,6 +23,27 @@
 //!   learned since its last pushes to `r0` random peers, each change in two rounds;
 //! - the **receiver** pulls from `r0` random peers at start and every `pull_interval`.
 //!
+//! # Anti-entropy between c19 agents
+//!
+//! Between c19 agents a pull is an anti-entropy exchange rather than a copy of the whole
+//! state: a conversation of `POST /_c19/sync` messages that the state writes and reads
+//! ([`c19_core::State::sync_open`], [`c19_core::State::sync_answer`]); this layer only
+//! carries and counts them. With the Default state it costs a small `hello` when both
+//! sides are equal, and otherwise in proportion to what differs, repairing both sides
+//! (see the `c19-state-default` docs for the method). No message exceeds
+//! `max_message_bytes` before compression (nor `body_limit`): an empty agent gets the
+//! whole state once, in pages.
+//!
+//! Messages are compressed with zstd when both sides say so: each request carries
+//! `Accept-Encoding: zstd` and gets its answer compressed; each answer carries
+//! `Accept-Encoding: zstd` too (RFC 7694), and only then are the following requests
+//! compressed. The byte counters count the compressed bodies.
+//!
+//! The exchange is negotiated per peer: a peer that answers it with 404 or 405 (a 0.1
+//! agent), or 501 (a state without exchanges), or that cannot read the opening message
+//! (400, another kind of state), is pulled whole with `GET /<version>` as in 0.1, and
+//! asked again after ten minutes. A local state without exchanges pulls whole too.
+//!
 //! One pooled keep-alive HTTP client serves all peers, with timeouts and a bound on
 //! requests in flight. A failing peer is skipped for an exponentially growing time and
 //! logged once per state change. The agent never talks to itself: it recognises its own
@@ -33,6 +55,7 @@
 //! layer returns, so a write acknowledged just before a rolling restart reaches peers.
 
 mod client;
+mod codec;
 mod config;
 mod error;
 mod exported;
@@ -106,6 +129,7 @@ impl DefaultConnection {
             stats: stats.clone(),
             body_limit: settings.body_limit,
             body_timeout: settings.server_timeout,
+            max_message_bytes: settings.max_message_bytes,
         });
         let gossip = Gossip {
             state,
@@ -121,6 +145,7 @@ impl DefaultConnection {
             stats,
             pulled: Default::default(),
             catching_up: true.into(),
+            dialects: Default::default(),
         };
         tokio::join!(
             server::serve(

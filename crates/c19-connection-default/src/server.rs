@@ -5,6 +5,7 @@
 //! - `PUT /` with a map of entries: merged into the state; 204. A body the state refuses
 //!   gets 400, one over `body_limit` 413, one that is too slow 408, each with
 //!   `{"error": "..."}` and no change to the state.
+//! - `POST /_c19/sync`: one message of a c19 peer's anti-entropy exchange ([`exchange`]).
 //! - `GET /_c19/stats`: the traffic counters. Paths under `/_c19/` are reserved (versions
 //!   never contain `/`).
 //!
@@ -19,17 +20,19 @@ use axum::{
     http::{HeaderMap, HeaderName, StatusCode, header::CONTENT_LENGTH},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use bytes::{Bytes, BytesMut};
 use c19_core::{SafeState, StateError};
 use futures::StreamExt;
 
 use crate::{
+    client,
     identity::{NODE_HEADER, NodeId},
     stats::Stats,
 };
 
+mod exchange;
 mod serve;
 
 pub(crate) use serve::serve;
@@ -51,12 +54,15 @@ pub(crate) struct PeerServer {
     pub body_limit: usize,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// The largest anti-entropy answer, before compression.
+    pub max_message_bytes: usize,
 }
 
 /// The routes of the peer server.
 pub(crate) fn router(server: Arc<PeerServer>) -> Router {
     Router::new()
         .route("/_c19/stats", get(stats))
+        .route(client::EXCHANGE_PATH, post(exchange::exchange))
         .route("/", get(whole_state).put(merge))
         .route("/{version}", get(state_unless_at))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path on the c19 peer port") })

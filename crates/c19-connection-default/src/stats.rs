@@ -21,19 +21,23 @@ pub struct Stats {
     pushes_received: AtomicU64,
     pulls_served: AtomicU64,
     requests_refused: AtomicU64,
+    exchanges_served: AtomicU64,
     exported: Exported,
 }
 
 /// A copy of the counters at one moment, as served on `GET /_c19/stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
-    /// HTTP body bytes sent, as a client (pushes) and as a server (pull responses).
+    /// HTTP body bytes sent, as a client (pushes, exchange requests) and as a server
+    /// (pull responses, exchange answers), compressed as they crossed the network.
     pub bytes_sent: u64,
-    /// HTTP body bytes received, as a client (pull responses) and as a server (pushes).
+    /// HTTP body bytes received, as a client (pull responses, exchange answers) and as a
+    /// server (pushes, exchange requests), compressed as they crossed the network.
     pub bytes_received: u64,
     /// Pushes this agent sent that a peer accepted.
     pub pushes: u64,
-    /// Pulls this agent made that a peer answered (with data or "up to date").
+    /// Pulls this agent made that a peer answered (with data or "up to date"), whole or
+    /// by a complete anti-entropy exchange.
     pub pulls: u64,
     /// Pushes that failed or were refused.
     pub push_errors: u64,
@@ -45,6 +49,9 @@ pub struct StatsSnapshot {
     pub pulls_served: u64,
     /// Requests from peers that were refused (bad body, too large, too slow, ...).
     pub requests_refused: u64,
+    /// Messages of peers' anti-entropy exchanges this agent answered.
+    #[serde(default)]
+    pub exchanges_served: u64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -123,6 +130,26 @@ impl Stats {
         self.exported.peers(count);
     }
 
+    /// Counts one message of an exchange this agent started: `sent` bytes of request,
+    /// `received` bytes of answer.
+    pub fn exchange_made(&self, sent: usize, received: usize) {
+        add(&self.bytes_sent, len(sent));
+        add(&self.bytes_received, len(received));
+        self.exported.sent(Operation::Pull, len(sent));
+        self.exported.received(Operation::Pull, len(received));
+    }
+
+    /// Counts a message of a peer's exchange this agent answered: `received` bytes of
+    /// request, `sent` bytes of answer.
+    pub fn exchange_served(&self, received: usize, sent: usize) {
+        add(&self.bytes_received, len(received));
+        add(&self.bytes_sent, len(sent));
+        add(&self.exchanges_served, 1);
+        self.exported.received(Operation::Pull, len(received));
+        self.exported.sent(Operation::Pull, len(sent));
+        self.exported.served(Operation::Pull);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> StatsSnapshot {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -136,6 +163,7 @@ impl Stats {
             pushes_received: get(&self.pushes_received),
             pulls_served: get(&self.pulls_served),
             requests_refused: get(&self.requests_refused),
+            exchanges_served: get(&self.exchanges_served),
         }
     }
 }

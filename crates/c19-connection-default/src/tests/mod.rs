@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod anti_entropy;
 mod cluster;
 mod exchange;
 mod mem_state;
@@ -110,6 +111,7 @@ pub(crate) async fn start_server_at(
         stats: stats.clone(),
         body_limit,
         body_timeout: timeout,
+        max_message_bytes: body_limit,
     });
     let stop = Shutdown::new();
     tokio::spawn(peer_server::serve(
@@ -193,5 +195,6 @@ pub(crate) fn gossip<'a>(
         stats: Arc::new(Stats::default()),
         pulled: Default::default(),
         catching_up: true.into(),
+        dialects: Default::default(),
     }
 }

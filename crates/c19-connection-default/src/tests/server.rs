@@ -15,7 +15,7 @@ use crate::{identity::NODE_HEADER, stats::StatsSnapshot};
 const LIMIT: usize = 4096;
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }

@@ -1,0 +1,106 @@
+//! `POST /_c19/sync`: one message of a peer's anti-entropy exchange, answered by the
+//! state (200 with the answer, or 204 when it has nothing to say).
+//!
+//! The body may be compressed in a coding this agent advertised (`Content-Encoding`);
+//! the answer is compressed in one the peer accepts (`Accept-Encoding`), and says in its
+//! own `Accept-Encoding` which codings this agent reads. A message the state refuses
+//! gets 400, a state that has no exchanges 501 (the peer then pulls the whole state).
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::State,
+    http::{
+        HeaderMap, HeaderValue, StatusCode,
+        header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE},
+    },
+    response::{IntoResponse, Response},
+};
+use c19_core::StateError;
+
+use super::{PeerServer, error, read_body};
+use crate::{
+    client::MESSAGE_TYPE,
+    codec::{self, ACCEPTED, CodecError, Coding},
+};
+
+/// Answers one exchange message.
+pub(crate) async fn exchange(
+    State(server): State<Arc<PeerServer>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let raw = match read_body(&server, &headers, body).await {
+        Ok(raw) => raw,
+        Err((read, response)) => {
+            server.stats.refused(read);
+            return advertise(response);
+        }
+    };
+    let received = raw.len();
+    let message = match Coding::of_content(headers.get(CONTENT_ENCODING))
+        .and_then(|coding| codec::decode(coding, raw, server.body_limit))
+    {
+        Ok(message) => message,
+        Err(problem) => {
+            server.stats.refused(received);
+            let status = match problem {
+                CodecError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                CodecError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                CodecError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+            };
+            return advertise(error(status, problem.to_string()));
+        }
+    };
+    let state = server.state.clone();
+    let max = server.max_message_bytes;
+    let answer = match tokio::task::spawn_blocking(move || state.sync_answer(&message, max)).await {
+        Ok(answer) => answer,
+        Err(failure) => {
+            server.stats.refused(received);
+            return advertise(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the exchange failed: {failure}"),
+            ));
+        }
+    };
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(refusal) => {
+            server.stats.refused(received);
+            tracing::debug!("refused an exchange message: {refusal}");
+            let status = match refusal {
+                StateError::Invalid(_) => StatusCode::BAD_REQUEST,
+                StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+                StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return advertise(error(status, refusal.to_string()));
+        }
+    };
+    if answer.is_empty() {
+        server.stats.exchange_served(received, 0);
+        return advertise(StatusCode::NO_CONTENT.into_response());
+    }
+    let (body, coding) = codec::encode(Coding::choose(headers.get(ACCEPT_ENCODING)), answer);
+    server.stats.exchange_served(received, body.len());
+    let mut response = (
+        [(CONTENT_TYPE, HeaderValue::from_static(MESSAGE_TYPE))],
+        Body::from(body),
+    )
+        .into_response();
+    if let Some(coding) = coding {
+        response
+            .headers_mut()
+            .insert(CONTENT_ENCODING, coding.header_value());
+    }
+    advertise(response)
+}
+
+/// Says which request codings this agent reads (RFC 7694).
+fn advertise(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(ACCEPT_ENCODING, HeaderValue::from_static(ACCEPTED));
+    response
+}
