@@ -52,10 +52,11 @@
 //! For `k` keys that differ this costs about 600 bytes of group hashes, up to
 //! `min(k, 64)` × 64 bucket hashes, and the entries of up to `k` buckets (about
 //! `n / 4096` entries each, for `n` keys), instead of the whole state. An empty agent
-//! says so in its `hello` and gets the whole state at once, in pages. Nothing is given
-//! to a callee that has never completed an exchange (a newcomer catching up by its own
-//! pull would otherwise get the state twice); an empty callee that has is given
-//! everything. Every message stays within the size the caller asks for (the
+//! says so in its `hello` and gets the whole state at once, in pages. A callee that has
+//! never completed an exchange is a newcomer catching up by its own pull (which also
+//! gives its peer what that lacks): it is given nothing, and an agent in touch does not
+//! even compare with it, which would send its partial state back and forth. An empty
+//! callee that has been in touch is given everything. Every message stays within the size the caller asks for (the
 //! connection's `max_message_bytes`); pages resume at a key hash. The costs: 16 bytes of
 //! bucket hashes per 64 buckets in memory (the groups a write batch touches are copied
 //! with each snapshot), and a round trip more than a full pull when states differ.

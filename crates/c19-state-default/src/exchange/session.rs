@@ -106,14 +106,15 @@ impl Session {
                 _,
             ) => {
                 self.heard(meta);
-                if empty {
+                if meta.last_sync.is_none() && (empty || self.is_current()) {
                     // A peer that never completed an exchange is catching up by its own
-                    // pull: giving it everything too would double its transfer.
-                    return Ok(if meta.last_sync.is_some() {
-                        self.give_all(0)
-                    } else {
-                        self.finish()
-                    });
+                    // pull, which also gives it what this side lacks (what it wrote
+                    // since is pushed). Comparing now would send its partial state
+                    // back, and giving would double its transfer.
+                    return Ok(self.finish());
+                }
+                if empty {
+                    return Ok(self.give_all(0));
                 }
                 let differing = self.state.store.differing_groups(&groups);
                 if differing.is_empty() {
@@ -231,6 +232,12 @@ impl Session {
             return self.finish();
         }
         Some(encode(&Request::Give {}, Some(&page.entries)))
+    }
+
+    /// Whether this side has completed an exchange before, and held data when this one
+    /// began.
+    fn is_current(&self) -> bool {
+        !self.was_empty && self.state.store.sync_meta().meta().last_sync.is_some()
     }
 
     /// Notes what the peer says about how current it is.
