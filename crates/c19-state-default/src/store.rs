@@ -449,6 +449,18 @@ fn may_win(incoming: &Incoming, ts: u64, held: &Record) -> bool {
     }
 }
 
+/// The length of `text` written as a JSON string by serde_json, quotes included.
+fn json_string_len(text: &[u8]) -> usize {
+    2 + text
+        .iter()
+        .map(|&byte| match byte {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
 /// A JSON object of entries being written.
 struct Batch {
     buf: Vec<u8>,
@@ -462,9 +474,12 @@ impl Batch {
         Self { buf, count: 0 }
     }
 
-    /// The size after pushing `record` (close enough: keys needing escapes grow).
+    /// The size of the finished batch if `record` were pushed: what the size limits of
+    /// pushes and exchange messages are held to.
     fn len_with(&self, record: &Record) -> usize {
-        self.buf.len() + record.key().len() + record.entry().len() + 4
+        // The separator, the quoted key, the colon, the entry and the closing brace.
+        let separator = usize::from(self.count > 0);
+        self.buf.len() + separator + json_string_len(record.key()) + 1 + record.entry().len() + 1
     }
 
     fn push(&mut self, record: &Record) {
@@ -592,6 +607,29 @@ mod tests {
         let mut next = Snapshot::clone(&store.current.load());
         assert!(!next.drop_record(&stale));
         assert_eq!(next.keys.len(), 1);
+    }
+
+    #[test]
+    fn batches_know_their_size_before_a_record_is_pushed() {
+        let keys = ["plain", "quote\"back\\slash", "control\u{1}\n", "ünï"];
+        let mut batch = Batch::with_capacity(16);
+        for (ts, key) in keys.iter().enumerate() {
+            let incoming = parse_batch(
+                serde_json::json!({*key: {"value": [1, "two"], "ts": ts}})
+                    .to_string()
+                    .as_bytes(),
+                None,
+            )
+            .unwrap();
+            let record = Record::new(&incoming[0], ts as u64, 1);
+            let expected = batch.len_with(&record);
+            batch.push(&record);
+            assert_eq!(batch.buf.len() + 1, expected, "{key:?}");
+        }
+        let written = batch.finish();
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&written).unwrap();
+        assert_eq!(parsed.len(), keys.len());
     }
 
     #[test]
