@@ -3,8 +3,8 @@
 //!
 //! `operation` is `push` or `pull`, whichever side of it this agent is on: bytes sent
 //! for `push` are pushes this agent made, bytes sent for `pull` are states it served to
-//! pulling peers; bytes received for `push` are peers' pushes, for `pull` the states it
-//! pulled.
+//! pulling peers and the messages of anti-entropy exchanges (both sides); bytes received
+//! for `push` are peers' pushes, for `pull` the states it pulled and exchange messages.
 
 use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
 
@@ -13,7 +13,8 @@ use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, g
 pub(crate) enum Operation {
     /// Sending changes (`PUT /`).
     Push,
-    /// Fetching a whole state (`GET /<version>`).
+    /// Repairing from a peer: a whole state (`GET /<version>`) or an anti-entropy
+    /// exchange (`POST /_c19/sync`).
     Pull,
 }
 
