@@ -9,13 +9,23 @@ use axum::{
     routing::get,
 };
 use c19_core::{LayerError, Shutdown, TelemetryConfig, health};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
+/// Latency buckets, in seconds: from a fast local read (100 µs) to a slow peer (10 s).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
 /// Installs the Prometheus recorder behind the `metrics` facade the layers record to.
+/// `*_seconds` metrics are exported as histograms with [`SECONDS_BUCKETS`].
 /// Returns `None` (and metrics are dropped) if another recorder is installed already.
 pub fn install_recorder() -> Option<PrometheusHandle> {
-    match PrometheusBuilder::new().install_recorder() {
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS);
+    let installed = builder.and_then(PrometheusBuilder::install_recorder);
+    match installed {
         Ok(handle) => Some(handle),
         Err(error) => {
             tracing::warn!(%error, "metrics are disabled");

@@ -321,3 +321,21 @@ async fn a_taken_port_fails_with_a_clear_error() {
     assert!(logs.contains(&format!("127.0.0.1:{port}")), "{logs}");
     assert!(!logs.contains("panicked"), "{logs}");
 }
+
+#[tokio::test]
+async fn telemetry_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::new(&agent_bin!(), "quiet", dir.path(), free_port(), free_port());
+    fs::write(
+        &node.config,
+        single_node_yaml(node.agent_port, node.peer_port),
+    )
+    .unwrap();
+    node.env("C19_SPEC__TELEMETRY__ENABLED", "false");
+    node.start().await;
+    let answered = c19_tests::http()
+        .get(node.telemetry_url("/healthz"))
+        .send()
+        .await;
+    assert!(answered.is_err(), "telemetry answered although disabled");
+}

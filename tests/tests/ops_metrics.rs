@@ -213,6 +213,10 @@ async fn agent_metrics_count_requests_by_route_method_and_status() {
     assert_eq!(node.delete("cat").await, 204);
 
     let after = metrics_text(node).await;
+    assert!(
+        after.contains("c19_agent_request_duration_seconds_bucket{"),
+        "request durations must be a histogram:\n{after}"
+    );
     let delta = |route, method, status| {
         count(&after, route, method, status) - count(&before, route, method, status)
     };
