@@ -25,10 +25,11 @@
 //!   format. The `c19-last-event-id` header says which point of the state's history
 //!   the listing shows.
 //! - `GET /?watch=true&prefix=P` and `GET /<key>?watch=true` → a Server-Sent Events
-//!   stream, one event per change (local or from peers): `id` is the change's point,
-//!   data the entry with its key, `{"key":"cat","value":"garfield","ts":...,"ttl":null}`
-//!   (deletions carry `"deleted":true`). `Last-Event-ID: N` (or `last_event_id=N`)
-//!   first replays what changed after `N`. A watcher that falls more than the state's
+//!   stream, one event per change (local or from peers): `id` is `<run>-<point>` (the
+//!   change's point, qualified by a token of this run of the agent), data the entry with
+//!   its key, `{"key":"cat","value":"garfield","ts":...,"ttl":null}`
+//!   (deletions carry `"deleted":true`). `Last-Event-ID: <id>` (or `last_event_id=<id>`)
+//!   first replays what changed after it; an id of an earlier run replays everything. A watcher that falls more than the state's
 //!   `watch_buffer` behind gets a final `event: error` and can resume from its id.
 //!
 //! Requests are counted in `c19_agent_requests_total{route,method,status}` and timed in
@@ -38,6 +39,7 @@
 
 mod agent;
 pub mod error;
+mod event_id;
 pub mod listener;
 mod reads;
 mod request_metrics;

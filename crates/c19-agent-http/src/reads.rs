@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::{
     error::{Error, Result},
+    event_id,
     routes::{json, key_of},
     watch::{Filter, watch},
 };
@@ -136,7 +137,8 @@ async fn list(state: &SafeState, prefix: Vec<u8>, limit: Option<usize>) -> Resul
     let mut response = json(StatusCode::OK, listed);
     response.headers_mut().insert(
         HeaderName::from_static(LISTING_POINT_HEADER),
-        HeaderValue::from(point),
+        HeaderValue::from_str(&event_id::format(point))
+            .map_err(|error| Error::Internal(error.to_string()))?,
     );
     Ok(response)
 }
@@ -189,9 +191,10 @@ fn resume_point(headers: &HeaderMap, parameter: Option<&str>) -> Result<Option<u
         // EventSource sends an empty Last-Event-ID before it has seen an id.
         return Ok(None);
     }
-    value.parse::<u64>().map(Some).map_err(|_| {
+    event_id::parse(value).map(Some).ok_or_else(|| {
         Error::BadQuery(format!(
-            "Last-Event-ID (or last_event_id) must be an event id (a non-negative integer), got {value:?}"
+            "Last-Event-ID (or last_event_id) must be an event id this agent sent \
+             (`<run>-<point>`, or a bare point), got {value:?}"
         ))
     })
 }

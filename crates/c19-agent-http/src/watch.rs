@@ -24,7 +24,7 @@ use c19_core::{Change, Changes, SafeState, Shutdown};
 use futures::{Stream, stream};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::error::Result;
+use crate::{error::Result, event_id};
 
 /// Changes replayed per call to the state.
 const REPLAY_PAGE: usize = 256;
@@ -83,17 +83,18 @@ impl Item {
     fn into_event(self) -> Event {
         match self {
             Self::Change(change) => Event::default()
-                .id(change.seq.to_string())
+                .id(event_id::format(change.seq))
                 .data(data(&change)),
             Self::Overflow { missed, last } => {
                 let message = format!(
                     "this watcher fell {missed} changes behind and was dropped (the state's \
-                     watch_buffer); reconnect with Last-Event-ID: {last} to resume"
+                     watch_buffer); reconnect with Last-Event-ID: {id} to resume",
+                    id = event_id::format(last)
                 );
-                let body = serde_json::json!({ "error": message, "last_event_id": last });
+                let body = serde_json::json!({ "error": message, "last_event_id": event_id::format(last) });
                 Event::default()
                     .event("error")
-                    .id(last.to_string())
+                    .id(event_id::format(last))
                     .data(body.to_string())
             }
         }

@@ -67,11 +67,11 @@ async fn a_listing_says_which_point_of_history_it_shows() {
     let server = start_default().await;
     server.put_json(json!({"a": {"value": 1}})).await;
     let response = server.client.get(server.url("/")).send().await.unwrap();
-    let point: u64 = response.headers()[c19_agent_http::LISTING_POINT_HEADER]
+    let id = response.headers()[c19_agent_http::LISTING_POINT_HEADER]
         .to_str()
-        .unwrap()
-        .parse()
         .unwrap();
+    // `<run>-<point>`, like every event id.
+    let point: u64 = id.rsplit_once('-').unwrap().1.parse().unwrap();
     assert_eq!(point, server.state.head());
 }
 

@@ -73,9 +73,10 @@ impl SseEvent {
         serde_json::from_str(&self.data).unwrap_or_else(|error| panic!("{error}: {self:?}"))
     }
 
-    /// The id as a number.
+    /// The point of the state's history in the id (`<run>-<point>`).
     pub fn seq(&self) -> u64 {
-        self.id.as_deref().unwrap().parse().unwrap()
+        let id = self.id.as_deref().unwrap();
+        id.rsplit_once('-').unwrap().1.parse().unwrap()
     }
 }
 
