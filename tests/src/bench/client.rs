@@ -74,10 +74,15 @@ pub struct Api {
 impl Api {
     /// A client: 2 s to connect, 60 s per request (bulk loads are large).
     pub fn new() -> Result<Self> {
+        Self::with_timeout(Duration::from_secs(60))
+    }
+
+    /// A client: 2 s to connect, `timeout` per request.
+    pub fn with_timeout(timeout: Duration) -> Result<Self> {
         install_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(60))
+            .timeout(timeout)
             .no_proxy()
             .build()
             .map_err(Error::http("building the HTTP client"))?;

@@ -38,8 +38,7 @@ impl Machine {
                     .map(|(_, v)| v)
             })
             .map_or_else(|| "unknown".to_owned(), |model| model.trim().to_owned());
-        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_mb = status_kb(&meminfo, "MemTotal:").unwrap_or(0) / 1024;
+        let memory_mb = memory_total_bytes().unwrap_or(0) >> 20;
         let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|release| release.trim().to_owned())
             .unwrap_or_default();
@@ -84,6 +83,12 @@ pub fn can_unshare_net() -> bool {
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status_kb(&status, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// The machine's total memory in bytes (`MemTotal` of `/proc/meminfo`).
+pub fn memory_total_bytes() -> Option<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    status_kb(&meminfo, "MemTotal:").map(|kb| kb * 1024)
 }
 
 /// Bytes sent on the loopback interface since it came up (`/proc/net/dev`), counting

@@ -10,9 +10,11 @@
 //!
 //! Every figure is printed next to the target of the issue that set it.
 
+pub mod catch_up;
 pub mod client;
 pub mod convergence;
 pub mod error;
+pub mod guard;
 pub mod load;
 pub mod machine;
 pub mod memory;
@@ -336,8 +338,9 @@ fn notes(generator: &Generator) -> Vec<String> {
              (a different one at each step); every agent is polled every 20 ms; a figure is the time \
              from sending the write until the last agent reads it."
         ),
-        "Network: body bytes are the sum over agents of `bytes_sent` from `GET /_c19/stats` on the \
-         peer port (HTTP bodies only, headers excluded)."
+        "Network: the keys are loaded into one agent; body bytes are the sum over agents of \
+         `bytes_sent` from `GET /_c19/stats` on the peer port (HTTP bodies only, headers excluded). \
+         A run stops early when the agents' summed RSS passes a quarter of the machine's memory."
             .to_owned(),
         wire.to_owned(),
         format!(

@@ -1,5 +1,5 @@
-//! Scenario 2 and 5: what gossip costs on the network for a large state, at rest and
-//! after one key changes, and how long a restarted empty agent takes to catch up.
+//! Scenario 2: what gossip costs on the network for a large state, while it spreads,
+//! at rest and after one key changes; then scenario 5 ([`catch_up`]) on the same cluster.
 //!
 //! Bytes are counted twice: the connection layer's own counters of HTTP body bytes
 //! (`GET /_c19/stats`, summed over agents) and, when `c19-bench` runs in a private
@@ -14,16 +14,18 @@ use std::{
 use serde_json::Value;
 
 use super::{
-    Outcome,
+    Outcome, catch_up,
     client::{Api, PeerStats, base, key, value_text},
     convergence::{PULL_MS, PUSH_MS, R0},
-    error::{Error, Result},
+    error::Result,
+    guard::MemoryGuard,
     machine,
     report::{Figure, Target, Unit},
 };
 use crate::{ClusterBuilder, Node, wait_until};
 
-const PREFIX: &str = "net";
+/// The prefix of the keys the network scenario loads.
+pub(super) const PREFIX: &str = "net";
 /// Keys per `PUT` while loading.
 const BATCH: usize = 2000;
 
@@ -45,13 +47,17 @@ impl Setup {
 
 /// Bytes counted at one moment, cluster-wide.
 #[derive(Debug, Clone, Copy)]
-struct Counters {
-    body: PeerStats,
-    wire: Option<u64>,
+pub(super) struct Counters {
+    /// The connection layers' counters.
+    pub(super) body: PeerStats,
+    /// The loopback interface's bytes, when in a private namespace.
+    pub(super) wire: Option<u64>,
 }
 
-/// Loads the state, then measures the network at rest, after one change, and a
-/// restarted agent's catch-up.
+/// Loads the state into one agent and measures how it spreads, then the network at
+/// rest, after one change, and a restarted agent's catch-up. When the state does not
+/// reach every agent in time, or the agents' memory passes the guard's limit, the cost
+/// of spreading is reported and the rest is skipped.
 pub async fn run(binary: &Path, setup: Setup) -> Result<Outcome> {
     let mut cluster = ClusterBuilder::new(binary, setup.agents)
         .push_ms(PUSH_MS)
@@ -60,6 +66,8 @@ pub async fn run(binary: &Path, setup: Setup) -> Result<Outcome> {
         .start()
         .await;
     let api = Api::new()?;
+    // Probes of overloaded agents fail instead of waiting for the bulk timeout.
+    let probe = Api::with_timeout(Duration::from_secs(5))?;
     let peers: Vec<String> = cluster
         .nodes
         .iter()
@@ -72,27 +80,103 @@ pub async fn run(binary: &Path, setup: Setup) -> Result<Outcome> {
         .collect();
     let scenario = format!("network {} agents, {} keys", setup.agents, setup.keys);
     let pull = Duration::from_millis(PULL_MS);
+    let guard = MemoryGuard::start(
+        cluster.nodes.iter().filter_map(Node::pid).collect(),
+        MemoryGuard::default_limit(),
+    );
 
-    api.load(
-        &format!("{}/", agents[0]),
-        PREFIX,
-        "net",
-        0..setup.keys,
-        BATCH,
-    )
-    .await?;
-    let spread = Duration::from_secs(60 + setup.keys as u64 / 1000);
-    for agent in &agents {
-        if !holds_sample(&api, agent, setup.keys, "net").await {
-            let held = wait_until(spread, || holds_sample(&api, agent, setup.keys, "net")).await;
-            if !held {
-                return Err(Error::Timeout(format!(
-                    "{scenario}: {agent} did not receive the {} keys within {} s",
-                    setup.keys,
-                    spread.as_secs()
-                )));
-            }
-        }
+    let before = counters(&api, &peers).await?;
+    let start = Instant::now();
+    let loading = api
+        .load(
+            &format!("{}/", agents[0]),
+            PREFIX,
+            "net",
+            0..setup.keys,
+            BATCH,
+        )
+        .await;
+    let loaded = start.elapsed();
+    let deadline = Duration::from_secs(60 + setup.keys as u64 / 2000);
+    let held = match loading {
+        Ok(()) => spread(&probe, &agents, setup.keys, start + deadline, &guard).await,
+        Err(_) if guard.exceeded() => 0,
+        Err(error) => return Err(error),
+    };
+    let spread_time = start.elapsed();
+    let complete = held == agents.len() && !guard.exceeded();
+    let mut outcome = Outcome::default();
+    let why = if guard.exceeded() {
+        format!(
+            "stopped after {:.0} s: the agents' summed RSS passed {:.1} GB (a quarter of RAM) \
+             when {held} of {} agents read every sampled key",
+            spread_time.as_secs_f64(),
+            guard.limit() as f64 / 1e9,
+            agents.len()
+        )
+    } else if held < agents.len() {
+        format!(
+            "agent {} of {} did not read every sampled key within {} s",
+            held + 1,
+            agents.len(),
+            deadline.as_secs()
+        )
+    } else {
+        format!("loading through one agent took {:.0} ms", ms(loaded))
+    };
+    outcome.figures.push(
+        Figure::new(
+            &scenario,
+            &format!(
+                "{} keys loaded into 1 agent, until every agent reads them",
+                setup.keys
+            ),
+            complete.then(|| ms(spread_time)),
+            Unit::Ms,
+        )
+        .note(why),
+    );
+    if !guard.exceeded() {
+        // Counters are not read from agents past the memory limit: the point is to stop.
+        let after = counters(&api, &peers).await?;
+        let (body, wire) = delta(before, after, 1.0);
+        outcome.figures.extend([
+            Figure::new(
+                &scenario,
+                "sent while spreading (body)",
+                Some(body),
+                Unit::Bytes,
+            )
+            .note("sum of bytes_sent over agents, load to last agent holding the keys"),
+            Figure::new(&scenario, "sent while spreading (wire)", wire, Unit::Bytes)
+                .note(wire_note()),
+        ]);
+    }
+    outcome.figures.push(
+        Figure::new(
+            &scenario,
+            "peak RSS of all agents while spreading",
+            Some(guard.peak() as f64),
+            Unit::Bytes,
+        )
+        .note(format!(
+            "summed VmRSS of the {} agents, read every 200 ms",
+            agents.len()
+        )),
+    );
+    if !complete {
+        outcome.figures.extend(
+            [
+                "at rest, per pull interval",
+                "3 pull intervals after 1 change",
+                "catch-up",
+            ]
+            .map(|name| {
+                Figure::new(&scenario, name, None, Unit::Bytes)
+                    .note("not measured: the state did not spread")
+            }),
+        );
+        return Ok(outcome);
     }
     // Let the pulls that were under way when the last agent caught up finish.
     tokio::time::sleep(2 * pull).await;
@@ -109,147 +193,98 @@ pub async fn run(binary: &Path, setup: Setup) -> Result<Outcome> {
     let after = counters(&api, &peers).await?;
     let (change_body, change_wire) = delta(before, after, 1.0);
 
-    let mut outcome = Outcome::default();
-    let targets = setup.has_targets();
-    let with = |figure: Figure, bound: f64| {
+    outcome.figures.extend(traffic_figures(
+        &scenario,
+        setup.has_targets(),
+        (rest_body, rest_wire),
+        (change_body, change_wire),
+    ));
+    drop(guard);
+
+    let catch_up = catch_up::run(&api, cluster.nodes.last_mut(), &peers, setup, &scenario).await?;
+    outcome.figures.extend(catch_up);
+    Ok(outcome)
+}
+
+/// The at-rest and one-change figures, with the issue 8 targets when they apply.
+fn traffic_figures(
+    scenario: &str,
+    targets: bool,
+    rest: (f64, Option<f64>),
+    change: (f64, Option<f64>),
+) -> Vec<Figure> {
+    let figure = |name: &str, value: Option<f64>, bound: f64, note: String| {
+        let figure = Figure::new(scenario, name, value, Unit::Bytes).note(note);
         if targets {
             figure.target(Target::at_most(bound, "issue 8"))
         } else {
             figure
         }
     };
-    let wire_note = if machine::in_private_netns() {
+    let baseline = if targets { "; 0.1: ~63 MB" } else { "" };
+    vec![
+        figure(
+            "at rest, per pull interval (body)",
+            Some(rest.0),
+            25e3,
+            "sum of bytes_sent over agents, 3 pull intervals / 3".into(),
+        ),
+        figure(
+            "at rest, per pull interval (wire)",
+            rest.1,
+            25e3,
+            wire_note().into(),
+        ),
+        figure(
+            "3 pull intervals after 1 change (body)",
+            Some(change.0),
+            200e3,
+            format!("sum of bytes_sent over agents{baseline}"),
+        ),
+        figure(
+            "3 pull intervals after 1 change (wire)",
+            change.1,
+            200e3,
+            format!("{}; includes the one PUT on the agent port", wire_note()),
+        ),
+    ]
+}
+
+fn wire_note() -> &'static str {
+    if machine::in_private_netns() {
         "loopback bytes incl. HTTP/TCP/IP headers"
     } else {
         "needs a private network namespace (unshare --net)"
-    };
-    outcome.figures.extend([
-        with(
-            Figure::new(
-                &scenario,
-                "at rest, per pull interval (body)",
-                Some(rest_body),
-                Unit::Bytes,
-            ),
-            25e3,
-        )
-        .note("sum of bytes_sent over agents, 3 pull intervals / 3"),
-        with(
-            Figure::new(
-                &scenario,
-                "at rest, per pull interval (wire)",
-                rest_wire,
-                Unit::Bytes,
-            ),
-            25e3,
-        )
-        .note(wire_note),
-        with(
-            Figure::new(
-                &scenario,
-                "3 pull intervals after 1 change (body)",
-                Some(change_body),
-                Unit::Bytes,
-            ),
-            200e3,
-        )
-        .note(if targets {
-            "sum of bytes_sent over agents; 0.1: ~63 MB"
-        } else {
-            "sum of bytes_sent over agents"
-        }),
-        with(
-            Figure::new(
-                &scenario,
-                "3 pull intervals after 1 change (wire)",
-                change_wire,
-                Unit::Bytes,
-            ),
-            200e3,
-        )
-        .note(format!(
-            "{wire_note}; includes the one PUT on the agent port"
-        )),
-    ]);
-
-    let catch_up = catch_up(&api, cluster.nodes.last_mut(), &peers, setup, &scenario).await?;
-    outcome.figures.extend(catch_up);
-    Ok(outcome)
+    }
 }
 
-/// Kills the last agent, starts it again empty and times until it holds every key.
-async fn catch_up(
+/// Waits, agent after agent, until each holds the sampled keys; stops when `end`
+/// passes or the guard trips. How many agents got there.
+async fn spread(
     api: &Api,
-    node: Option<&mut Node>,
-    peers: &[String],
-    setup: Setup,
-    scenario: &str,
-) -> Result<Vec<Figure>> {
-    let Some(node) = node else {
-        return Ok(Vec::new());
-    };
-    let agent = base(node.agent_port);
-    node.kill();
-    let others = &peers[..peers.len() - 1];
-    let before = counters(api, others).await?;
-    let start = Instant::now();
-    node.spawn();
-    let deadline = Duration::from_secs(30 + setup.keys as u64 / 2000);
-    let ready = wait_until(deadline, || node.is_ready())
-        .await
-        .then(|| start.elapsed());
-    let sampled = wait_until(deadline, || {
-        holds_sample(api, &agent, setup.keys, "changed")
-    })
-    .await;
-    if !sampled {
-        return Err(Error::Timeout(format!(
-            "{scenario}: the restarted agent did not catch up within {} s",
-            deadline.as_secs()
-        )));
+    agents: &[String],
+    keys: usize,
+    end: Instant,
+    guard: &MemoryGuard,
+) -> usize {
+    let mut held = 0;
+    for agent in agents {
+        let left = end.saturating_duration_since(Instant::now());
+        let done = wait_until(left, || async {
+            guard.exceeded() || holds_sample(api, agent, keys, "net").await
+        })
+        .await;
+        if !done || guard.exceeded() {
+            break;
+        }
+        held += 1;
     }
-    let mut caught_up = start.elapsed();
-    let mut missing = missing_keys(api, &agent, setup.keys).await;
-    while missing > 0 && start.elapsed() < deadline {
-        missing = missing_keys(api, &agent, setup.keys).await;
-        caught_up = start.elapsed();
-    }
-    let after = counters(api, others).await?;
-    let bytes = after.body.bytes_sent.saturating_sub(before.body.bytes_sent);
-    let name = format!("catch-up {} keys", setup.keys);
-    let mut time = Figure::new(
-        scenario,
-        &format!("{name}, from process start"),
-        Some(ms(caught_up)),
-        Unit::Ms,
-    )
-    .note(if missing == 0 {
-        "every key read back".to_owned()
-    } else {
-        format!("{missing} keys still missing at the deadline")
-    });
-    if setup.keys == 20_000 {
-        time = time.target(Target::at_most(1000.0, "issue 6/8"));
-    }
-    Ok(vec![
-        Figure::new(
-            scenario,
-            "restarted agent ready (both ports answer)",
-            ready.map(ms),
-            Unit::Ms,
-        ),
-        time,
-        Figure::new(
-            scenario,
-            &format!("{name}, body bytes sent by peers"),
-            Some(bytes as f64),
-            Unit::Bytes,
-        ),
-    ])
+    held
 }
 
-/// Whether `agent` holds every 1000th key, the last one, and key 0 with tag `first`.
-async fn holds_sample(api: &Api, agent: &str, keys: usize, first: &str) -> bool {
+/// Whether `agent` holds a sample of the `keys` keys (every twentieth, the last) and
+/// key 0 with tag `first`.
+pub(super) async fn holds_sample(api: &Api, agent: &str, keys: usize, first: &str) -> bool {
     let step = (keys / 20).max(1);
     let sample = (1..keys).step_by(step).chain([keys - 1]);
     let expect = |i: usize, tag: &str| Some(Value::from(value_text(tag, i)));
@@ -264,27 +299,7 @@ async fn holds_sample(api: &Api, agent: &str, keys: usize, first: &str) -> bool 
     true
 }
 
-/// How many of the `keys` keys `agent` does not hold (16 requests in flight).
-async fn missing_keys(api: &Api, agent: &str, keys: usize) -> usize {
-    let mut missing = 0;
-    let mut next = 0;
-    let mut tasks = tokio::task::JoinSet::new();
-    while next < keys || !tasks.is_empty() {
-        while next < keys && tasks.len() < 16 {
-            let (api, agent, key) = (api.clone(), agent.to_owned(), key(PREFIX, next));
-            tasks.spawn(async move { matches!(api.value(&agent, &key).await, Ok(Some(_))) });
-            next += 1;
-        }
-        if let Some(result) = tasks.join_next().await
-            && !result.unwrap_or(false)
-        {
-            missing += 1;
-        }
-    }
-    missing
-}
-
-async fn counters(api: &Api, peers: &[String]) -> Result<Counters> {
+pub(super) async fn counters(api: &Api, peers: &[String]) -> Result<Counters> {
     let body = api.cluster_stats(peers).await?;
     Ok(Counters {
         body,
@@ -304,6 +319,6 @@ fn delta(before: Counters, after: Counters, per: f64) -> (f64, Option<f64>) {
     (body, wire)
 }
 
-fn ms(duration: Duration) -> f64 {
+pub(super) fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }

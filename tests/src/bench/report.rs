@@ -222,6 +222,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// One line saying where and how the figures were taken.
+    pub fn header(&self) -> String {
+        format!(
+            "c19 benchmarks ({}): {}, {} CPUs; load generator: {}; wire bytes: {}; {:.0} s",
+            if self.quick { "quick run" } else { "full run" },
+            self.machine.cpu,
+            self.machine.cpus,
+            self.machine.load_generator,
+            if self.machine.wire_bytes {
+                "measured"
+            } else {
+                "not measured"
+            },
+            self.duration.as_secs_f64()
+        )
+    }
+
     /// The figures as an aligned text table.
     pub fn table(&self) -> String {
         let header = ["scenario", "figure", "value", "target", "verdict"].map(str::to_owned);
@@ -278,14 +295,7 @@ impl Report {
         let mut out = String::new();
         let kind = if self.quick { "quick run" } else { "full run" };
         let _ = writeln!(out, "# c19 benchmarks ({kind})\n");
-        let _ = writeln!(
-            out,
-            "Machine: {}, {} CPUs; load generator: {}; took {:.0} s.\n",
-            self.machine.cpu,
-            self.machine.cpus,
-            self.machine.load_generator,
-            self.duration.as_secs_f64()
-        );
+        let _ = writeln!(out, "{}.\n", self.header());
         let _ = writeln!(
             out,
             "| Scenario | Figure | Value | Target | Verdict | Note |"

@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         eprintln!("c19-bench: interrupted");
         return ExitCode::from(130);
     };
+    println!("{}\n", report.header());
     println!("{}", report.table());
     match bench::write(&report, &out) {
         Ok(files) => {
