@@ -98,9 +98,12 @@ pub async fn run(binary: &Path, setup: Setup) -> Result<Outcome> {
         .await;
     let loaded = start.elapsed();
     let deadline = Duration::from_secs(60 + setup.keys as u64 / 2000);
-    let held = match loading {
-        Ok(()) => spread(&probe, &agents, setup.keys, start + deadline, &guard).await,
-        Err(_) if guard.exceeded() => 0,
+    let (held, phase) = match loading {
+        Ok(()) => {
+            let held = spread(&probe, &agents, setup.keys, start + deadline, &guard).await;
+            (held, "after the load")
+        }
+        Err(_) if guard.exceeded() => (0, "during the load"),
         Err(error) => return Err(error),
     };
     let spread_time = start.elapsed();
@@ -108,8 +111,8 @@ pub async fn run(binary: &Path, setup: Setup) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     let why = if guard.exceeded() {
         format!(
-            "stopped after {:.0} s: the agents' summed RSS passed {:.1} GB (a quarter of RAM) \
-             when {held} of {} agents read every sampled key",
+            "stopped after {:.0} s, {phase}: the agents' summed RSS passed {:.1} GB (a quarter \
+             of RAM) when {held} of {} agents read every sampled key",
             spread_time.as_secs_f64(),
             guard.limit() as f64 / 1e9,
             agents.len()

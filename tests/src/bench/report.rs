@@ -14,7 +14,7 @@ pub enum Unit {
     Ms,
     /// Requests per second.
     ReqPerSec,
-    /// Bytes (printed in KB/MB of 1000).
+    /// Bytes (printed in KB/MB/GB of 1000).
     Bytes,
     /// Bytes per key.
     BytesPerKey,
@@ -39,6 +39,7 @@ impl Unit {
             Self::Ms => format!("{value:.2} ms"),
             Self::ReqPerSec if value >= 1000.0 => format!("{:.1}k req/s", value / 1000.0),
             Self::ReqPerSec => format!("{value:.0} req/s"),
+            Self::Bytes if value >= 1e9 => format!("{:.2} GB", value / 1e9),
             Self::Bytes if value >= 1e6 => format!("{:.2} MB", value / 1e6),
             Self::Bytes if value >= 1e3 => format!("{:.1} KB", value / 1e3),
             Self::Bytes => format!("{value:.0} B"),
@@ -369,6 +370,7 @@ mod tests {
         assert_eq!(Unit::Ms.format(0.42), "0.42 ms");
         assert_eq!(Unit::ReqPerSec.format(87_123.0), "87.1k req/s");
         assert_eq!(Unit::Bytes.format(63_000_000.0), "63.00 MB");
+        assert_eq!(Unit::Bytes.format(6_361_510_000.0), "6.36 GB");
         assert_eq!(Unit::Bytes.format(25_000.0), "25.0 KB");
         assert_eq!(Unit::BytesPerKey.format(212.4), "212 B/key");
     }
