@@ -22,6 +22,9 @@ use crate::{
     identity::{NODE_HEADER, NodeId},
 };
 
+/// How long before the server would close an idle connection the client lets go of it.
+const IDLE_MARGIN: Duration = Duration::from_secs(1);
+
 /// Bytes of an error response kept for the log.
 const SNIPPET: usize = 512;
 
@@ -64,8 +67,16 @@ impl PeerClient {
             .connect_timeout(settings.timeout)
             // A peer that stops sending in the middle of a response.
             .read_timeout(settings.server_timeout)
-            // Our servers close connections idle for `server_timeout`: let go first.
-            .pool_idle_timeout(settings.server_timeout / 2)
+            // Our servers close connections idle for `server_timeout`: let go first, with
+            // a margin for a request to arrive, but keep them long enough that pulls and
+            // pushes to a peer mostly reuse one (a new connection costs more bytes than an
+            // exchange between equal agents).
+            .pool_idle_timeout(
+                settings
+                    .server_timeout
+                    .saturating_sub(IDLE_MARGIN)
+                    .max(settings.server_timeout / 2),
+            )
             .pool_max_idle_per_host(2)
             .tcp_nodelay(true)
             .build()

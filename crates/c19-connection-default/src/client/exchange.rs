@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::http::{
     HeaderMap, StatusCode,
-    header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE},
+    header::{ACCEPT_ENCODING, CONTENT_ENCODING},
 };
 use bytes::Bytes;
 
@@ -30,7 +30,7 @@ pub(crate) struct Reply {
     pub sent: usize,
     /// Bytes of answer body received, as they crossed the network.
     pub received: usize,
-    /// The coding the peer reads requests in, if any.
+    /// The coding the peer reads requests in, if it said (empty answers do not).
     pub accepts: Option<Coding>,
 }
 
@@ -54,7 +54,6 @@ impl PeerClient {
             .post(format!("http://{addr}{EXCHANGE_PATH}"))
             .timeout(self.pull_timeout)
             .header(ACCEPT_ENCODING, ACCEPTED)
-            .header(CONTENT_TYPE, MESSAGE_TYPE)
             .body(body);
         if let Some(coding) = coding {
             request = request.header(CONTENT_ENCODING, coding.header_value());

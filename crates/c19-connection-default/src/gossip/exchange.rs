@@ -136,7 +136,7 @@ impl Gossip<'_> {
                 reply => reply?,
             };
             self.stats.exchange_made(reply.sent, reply.received);
-            coding = reply.accepts;
+            coding = reply.accepts.or(coding);
             answer = Some(reply.body);
         }
         tracing::warn!("an exchange ran to {MAX_MESSAGES} messages; stopped it");

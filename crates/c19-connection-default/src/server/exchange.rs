@@ -2,8 +2,10 @@
 //! state (200 with the answer, or 204 when it has nothing to say).
 //!
 //! The body may be compressed in a coding this agent advertised (`Content-Encoding`);
-//! the answer is compressed in one the peer accepts (`Accept-Encoding`), and says in its
-//! own `Accept-Encoding` which codings this agent reads. A message the state refuses
+//! the answer is compressed in one the peer accepts (`Accept-Encoding`), and a non-empty
+//! answer says in its own `Accept-Encoding` which codings this agent reads (an empty one
+//! ends the exchange or precedes a request the caller already knows how to send, and
+//! the 204 that ends most pulls at rest stays as small as it can). A message the state refuses
 //! gets 400, a state that has no exchanges 501 (the peer then pulls the whole state).
 
 use std::sync::Arc;
@@ -80,7 +82,7 @@ pub(crate) async fn exchange(
     };
     if answer.is_empty() {
         server.stats.exchange_served(received, 0);
-        return advertise(StatusCode::NO_CONTENT.into_response());
+        return StatusCode::NO_CONTENT.into_response();
     }
     let (body, coding) = codec::encode(Coding::choose(headers.get(ACCEPT_ENCODING)), answer);
     server.stats.exchange_served(received, body.len());

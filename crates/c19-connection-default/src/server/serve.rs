@@ -44,7 +44,10 @@ pub(crate) async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Peers have no use for a Date header: its bytes would be most of an answer
+        // between agents at rest.
+        .auto_date_header(false);
     loop {
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,

@@ -4,7 +4,8 @@
 //! entries, a newline and the entries as a batch in the format `set` accepts
 //! (`{"key": {"value": ..., "ts": ...}, ...}`), so entries are written from the stored
 //! wire JSON and read by the same parser as any other batch. Hashes and cursors are JSON
-//! numbers (u64); bucket sets are lists of `[first, last]` ranges.
+//! numbers (u64); bucket sets are lists of `[first, last]` ranges. Fields at their
+//! default are left out: a `hello` is most of what agents at rest exchange.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use c19_core::StateError;
@@ -23,8 +24,10 @@ pub(crate) const FORMAT: u32 = 1;
 pub(crate) struct Meta {
     /// When (ms since the Unix epoch) this agent last completed an exchange; `None`:
     /// never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<u64>,
     /// Tombstones with a `ts` at or below this (ms) may have been forgotten.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub horizon: u64,
 }
 
@@ -49,8 +52,10 @@ pub(crate) enum Request {
         /// The caller's version: an equal one ends the exchange at once.
         version: String,
         /// Whether the caller holds nothing: it then gets the whole state in pages.
+        #[serde(default, skip_serializing_if = "is_false")]
         empty: bool,
         /// How current the caller is.
+        #[serde(default)]
         meta: Meta,
         /// The largest message the caller wants (bytes).
         max: usize,
@@ -100,6 +105,14 @@ pub(crate) enum Answer {
         /// How current the callee is.
         meta: Meta,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 /// A set of buckets as sorted, disjoint `[first, last]` ranges.
@@ -265,6 +278,29 @@ mod tests {
     }
 
     #[test]
+    fn a_hello_leaves_out_what_is_at_its_default() {
+        let hello = Request::Hello {
+            format: FORMAT,
+            version: "0".repeat(32),
+            empty: false,
+            meta: Meta {
+                last_sync: Some(1_763_800_000_000),
+                horizon: 0,
+            },
+            max: 4 << 20,
+        };
+        let bytes = encode(&hello, None);
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            format!(
+                r#"{{"step":"hello","format":1,"version":"{}","meta":{{"last_sync":1763800000000}},"max":4194304}}"#,
+                "0".repeat(32)
+            )
+        );
+        assert_eq!(decode_request(&bytes).unwrap().0, hello);
+    }
+
+    #[test]
     fn bucket_sets_are_ranges() {
         let set = BucketSet::from_sorted([1, 2, 3, 7, 4095]);
         assert_eq!(
@@ -297,11 +333,10 @@ mod tests {
             let error = decode_request(bad.as_bytes()).unwrap_err().to_string();
             assert!(error.contains(reason), "{bad}: {error}");
         }
-        let page = r#"{"step":"page","buckets":[],"from":5,"next":5,"meta":{"last_sync":null,"horizon":0}}"#;
+        let page = r#"{"step":"page","buckets":[],"from":5,"next":5,"meta":{}}"#;
         let error = decode_answer(page.as_bytes()).unwrap_err().to_string();
         assert!(error.contains("end after it starts"), "{error}");
-        let digest =
-            r#"{"step":"digest","groups":[1],"empty":false,"meta":{"last_sync":null,"horizon":0}}"#;
+        let digest = r#"{"step":"digest","groups":[1],"empty":false,"meta":{}}"#;
         assert!(decode_answer(digest.as_bytes()).is_err());
     }
 }
