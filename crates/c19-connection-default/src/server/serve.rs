@@ -29,10 +29,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.
 ///
-/// `timeout` bounds how long a client may take to send its headers; a connection that
-/// stays silent twice that long in either direction (idle keep-alive included) is
-/// closed. The margin lets a handler that gave up on a slow body (after `timeout`) still
-/// send its answer.
+/// A connection that stays silent twice `timeout` in either direction is closed, and a
+/// client has as long to send its headers: hyper's header timer also runs while a
+/// keep-alive connection waits for its next request, so it is what lets peers find their
+/// connections still open at their next round (a new connection costs more bytes than an
+/// exchange between agents at rest). The margin over `timeout` also lets a handler that
+/// gave up on a slow body (after `timeout`) still send its answer.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
@@ -43,7 +45,7 @@ pub(crate) async fn serve(
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(timeout)
+        .header_read_timeout(timeout * 2)
         .keep_alive(true)
         // Peers have no use for a Date header: its bytes would be most of an answer
         // between agents at rest.
