@@ -26,7 +26,8 @@ pub fn convergence_chart(points: &[Point], references: &[Reference<'_>]) -> Stri
         .filter_map(|p| p.summary.map(|s| s.max))
         .chain(references.iter().map(|r| r.0))
         .fold(0.0, f64::max);
-    let (y_step, y_top) = nice_axis(highest);
+    // Headroom above the highest line, so its label stays clear of the title.
+    let (y_step, y_top) = nice_axis(highest * 1.08);
     let x_top = sizes.last().copied().unwrap_or(1).max(1) as f64 * 1.1;
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
@@ -229,8 +230,8 @@ mod tests {
         assert!(svg.contains("p90 target &lt;10 agents&gt;"));
         assert!(svg.contains(">overwrite max<"));
         assert!(svg.contains(">30</text>"));
-        // The highest point (930 ms on a 1 s axis) lies inside the plot, near its top.
-        let top_y = TOP + (HEIGHT - TOP - BOTTOM) * (1.0 - 930.0 / 1000.0);
+        // The highest point (930 ms, plus headroom: a 1.5 s axis) lies inside the plot.
+        let top_y = TOP + (HEIGHT - TOP - BOTTOM) * (1.0 - 930.0 / 1500.0);
         assert!(svg.contains(&format!("cy=\"{top_y:.1}\"")), "{svg}");
     }
 
