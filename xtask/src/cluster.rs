@@ -34,6 +34,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         "--r0",
         "--agent-port",
         "--peer-port",
+        "--telemetry-port",
         "--release",
     ];
     for arg in args.iter().filter(|arg| arg.starts_with("--")) {

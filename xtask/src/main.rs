@@ -18,7 +18,8 @@ cargo xtask <task>
 
 tasks:
   ci                                   formatting, clippy, tests, feature builds, packaging
-  cluster --nodes N [--push MS] [--pull MS] [--r0 N]
+  cluster --nodes N [--push MS] [--pull MS] [--r0 N] [--release]
+          [--agent-port P] [--peer-port P] [--telemetry-port P]   (first node; +1 per node)
                                        run N agents on 127.0.0.1 until Ctrl-C
   bench [--quick] [--only LIST] [--built-in-load] [--no-netns]
                                        build in release and run the benchmark suite;
