@@ -21,4 +21,10 @@ use c19_state_default as _;
 mod cli;
 mod telemetry;
 
+/// The process's allocator. Under glibc malloc an agent kept hundreds of MB after peers
+/// pushed it a bulk load (many threads merging large batches at once, each in its own
+/// arena, freed pages seldom given back); mimalloc returns them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use cli::{Cli, LogFormat, main};
