@@ -130,6 +130,7 @@ impl DefaultConnection {
             body_limit: settings.body_limit,
             body_timeout: settings.server_timeout,
             max_message_bytes: settings.max_message_bytes,
+            merges: server::merge_turns(),
         });
         let gossip = Gossip {
             state,

@@ -57,7 +57,14 @@ pub(crate) async fn exchange(
     };
     let state = server.state.clone();
     let max = server.max_message_bytes;
-    let answer = match tokio::task::spawn_blocking(move || state.sync_answer(&message, max)).await {
+    // The semaphore is never closed; should it be, answering without a turn is safe.
+    let turn = server.merges.clone().acquire_owned().await.ok();
+    let answering = move || {
+        let answer = state.sync_answer(&message, max);
+        drop(turn);
+        answer
+    };
+    let answer = match tokio::task::spawn_blocking(answering).await {
         Ok(answer) => answer,
         Err(failure) => {
             server.stats.refused(received);

@@ -78,6 +78,8 @@ pub(crate) struct TestServer {
     pub stats: Arc<Stats>,
     pub node: NodeId,
     pub stop: Shutdown,
+    /// The server's turns to merge large bodies.
+    pub merges: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for TestServer {
@@ -105,6 +107,7 @@ pub(crate) async fn start_server_at(
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(Stats::default());
     let node = NodeId::random();
+    let merges = peer_server::merge_turns();
     let server = Arc::new(PeerServer {
         state,
         node: node.clone(),
@@ -112,6 +115,7 @@ pub(crate) async fn start_server_at(
         body_limit,
         body_timeout: timeout,
         max_message_bytes: body_limit,
+        merges: merges.clone(),
     });
     let stop = Shutdown::new();
     tokio::spawn(peer_server::serve(
@@ -125,6 +129,7 @@ pub(crate) async fn start_server_at(
         stats,
         node,
         stop,
+        merges,
     }
 }
 

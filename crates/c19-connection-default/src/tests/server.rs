@@ -10,7 +10,7 @@ use tokio::{
 };
 
 use super::{mem_state::MemState, start_server, wait_until};
-use crate::{identity::NODE_HEADER, stats::StatsSnapshot};
+use crate::{identity::NODE_HEADER, server::CONCURRENT_MERGES, stats::StatsSnapshot};
 
 const LIMIT: usize = 4096;
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -83,6 +83,43 @@ async fn merges_a_pushed_map() {
     assert_eq!(response.status(), 204);
     assert_eq!(state.value("b"), Some(json!({"nested": true})));
     assert_eq!(server.stats.snapshot().pushes_received, 1);
+}
+
+#[tokio::test]
+async fn large_pushes_wait_for_a_merge_turn() {
+    let (state, shared) = MemState::shared();
+    let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
+    let busy = server
+        .merges
+        .clone()
+        .acquire_many_owned(u32::try_from(CONCURRENT_MERGES).unwrap())
+        .await
+        .unwrap();
+    // Over the size merged inline, so it needs a turn.
+    let body: serde_json::Map<String, Value> = (0..20_000)
+        .map(|i| {
+            (
+                format!("key-{i}"),
+                json!({"value": "x".repeat(40), "ts": 5}),
+            )
+        })
+        .collect();
+    let body = Value::Object(body).to_string();
+    assert!(body.len() > 512 << 10);
+    let push = tokio::spawn(
+        http()
+            .put(format!("http://{}/", server.addr))
+            .body(body)
+            .send(),
+    );
+    let waited = wait_until(Duration::from_millis(500), || async {
+        state.value("key-0").is_some()
+    })
+    .await;
+    assert!(!waited, "merged while every turn was taken");
+    drop(busy);
+    assert_eq!(push.await.unwrap().unwrap().status(), 204);
+    assert_eq!(state.len(), 20_000);
 }
 
 #[tokio::test]
