@@ -8,6 +8,11 @@
 //! client sends nothing after the request, which is not a sign of trouble (hyper reads
 //! while a response streams, to notice a client that left). The write side still
 //! closes a stream whose client stopped reading.
+//!
+//! The read timer is moved lazily: reads and writes note the time, and the timer, when it
+//! fires, either closes the connection or re-arms itself that long after the last one. A
+//! keep-alive connection waits for every next request, and re-arming a timer at each
+//! wait (as `tokio-io-timeout` does) costs a visible share of a small `GET`.
 
 use std::{
     io,
@@ -29,8 +34,8 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
+    time::{Instant, Sleep, sleep},
 };
-use tokio_io_timeout::TimeoutStream;
 
 /// Accepts connections while fewer than the limit are open.
 #[derive(Debug)]
@@ -65,12 +70,14 @@ impl Listener for LimitedListener {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_read_timeout(Some(self.idle_timeout));
-        stream.set_write_timeout(Some(self.idle_timeout));
         let connection = Connection {
-            stream: Box::pin(stream),
+            stream,
             control: StreamControl::default(),
+            idle_timeout: self.idle_timeout,
+            active_at: Instant::now(),
+            read_timer: Box::pin(sleep(self.idle_timeout)),
+            write_stalled: false,
+            write_timer: Box::pin(sleep(self.idle_timeout)),
             _permit: permit,
         };
         (connection, addr)
@@ -84,9 +91,71 @@ impl Listener for LimitedListener {
 /// An accepted connection; its slot is freed when it is dropped.
 #[derive(Debug)]
 pub struct Connection {
-    stream: Pin<Box<TimeoutStream<TcpStream>>>,
+    stream: TcpStream,
     control: StreamControl,
+    idle_timeout: Duration,
+    /// When a read or a write last went through.
+    active_at: Instant,
+    /// Fires at or before `active_at + idle_timeout`; re-armed when it fires early.
+    read_timer: Pin<Box<Sleep>>,
+    /// Whether the last write found the socket full (the write timer then runs).
+    write_stalled: bool,
+    /// Fires `idle_timeout` after a write first found the socket full.
+    write_timer: Pin<Box<Sleep>>,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Connection {
+    /// Called when a read is pending: whether the connection has been silent too long.
+    fn poll_read_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.control.is_streaming() {
+            return Poll::Pending;
+        }
+        while self.read_timer.as_mut().poll(cx).is_ready() {
+            let deadline = self.active_at + self.idle_timeout;
+            if Instant::now() >= deadline {
+                return Poll::Ready(Err(timed_out("no request")));
+            }
+            self.read_timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    }
+
+    /// Runs `write` on the stream, failing it when the socket stays full too long.
+    fn poll_write_with<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match write(Pin::new(&mut self.stream), cx) {
+            Poll::Ready(result) => {
+                self.write_stalled = false;
+                // The client may take the whole timeout to send its next request.
+                self.active_at = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                if !self.write_stalled {
+                    self.write_stalled = true;
+                    self.write_timer
+                        .as_mut()
+                        .reset(Instant::now() + self.idle_timeout);
+                }
+                match self.write_timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(timed_out("the client stopped reading"))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+/// The error that closes a connection idle for too long.
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} within the idle timeout"),
+    )
 }
 
 /// A handle on one connection that its requests get (as `ConnectInfo`) when the router
@@ -113,43 +182,131 @@ impl Connected<IncomingStream<'_, LimitedListener>> for StreamControl {
 
 impl AsyncRead for Connection {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.control.is_streaming() && self.stream.read_timeout().is_some() {
-            self.stream.as_mut().set_read_timeout_pinned(None);
+        let this = self.get_mut();
+        match Pin::new(&mut this.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                this.active_at = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.poll_read_idle(cx),
         }
-        self.stream.as_mut().poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Connection {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.stream.as_mut().poll_write(cx, buf)
+        self.get_mut()
+            .poll_write_with(cx, |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.stream.as_mut().poll_write_vectored(cx, bufs)
+        self.get_mut()
+            .poll_write_with(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream.as_mut().poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .poll_write_with(cx, |stream, cx| stream.poll_flush(cx))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream.as_mut().poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut()
+            .poll_write_with(cx, |stream, cx| stream.poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const IDLE: Duration = Duration::from_millis(200);
+
+    /// A connection accepted by a listener with the [`IDLE`] timeout, and its client.
+    async fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = LimitedListener::new(listener, 4, IDLE);
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (connection, _) = listener.accept().await;
+        (connection, client)
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_times_out() {
+        let (mut connection, _client) = pair().await;
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(30), connection.read(&mut buf))
+            .await
+            .expect("the silent connection was not timed out");
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= IDLE);
+    }
+
+    #[tokio::test]
+    async fn a_client_sending_now_and_then_outlives_many_timeouts() {
+        let (mut connection, mut client) = pair().await;
+        let talker = tokio::spawn(async move {
+            for _ in 0..12 {
+                tokio::time::sleep(IDLE / 4).await;
+                client.write_all(b"x").await.unwrap();
+            }
+            client
+        });
+        let mut buf = [0u8; 8];
+        for _ in 0..12 {
+            assert_eq!(connection.read(&mut buf).await.unwrap(), 1);
+        }
+        // Three idle timeouts have passed; silence now ends it.
+        let _client = talker.await.unwrap();
+        let read = connection.read(&mut buf).await;
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_streaming_connection_may_stay_silent() {
+        let (mut connection, _client) = pair().await;
+        connection.control.streaming();
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(IDLE * 3, connection.read(&mut buf)).await;
+        assert!(read.is_err(), "the read ended: {read:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_times_out() {
+        let (mut connection, _client) = pair().await;
+        // Streaming exempts reads only; the socket buffers fill and writes stall.
+        connection.control.streaming();
+        let chunk = vec![0u8; 64 * 1024];
+        let written = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Err(error) = connection.write_all(&chunk).await {
+                    return error;
+                }
+            }
+        })
+        .await
+        .expect("the stalled writes were not timed out");
+        assert_eq!(written.kind(), io::ErrorKind::TimedOut);
     }
 }

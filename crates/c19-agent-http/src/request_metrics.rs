@@ -4,10 +4,10 @@
 //! Routes are `key` (`/<key>`), `root` (`GET /` listings and `PUT /` batches) and
 //! `watch` (change streams; their duration is the time to start the stream).
 
-use std::time::Duration;
+use std::{sync::OnceLock, time::Duration};
 
 use axum::http::{Method, StatusCode};
-use metrics::{Histogram, counter, describe_counter, describe_histogram, histogram};
+use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
 
 use crate::reads::Read;
 
@@ -26,6 +26,15 @@ impl Route {
     /// The route of a path before its query is looked at.
     pub fn of_path(path: &str) -> Self {
         if path == "/" { Self::Root } else { Self::Key }
+    }
+
+    /// The route's place in [`ROUTES`].
+    fn index(self) -> usize {
+        match self {
+            Self::Key => 0,
+            Self::Root => 1,
+            Self::Watch => 2,
+        }
     }
 
     fn label(self) -> &'static str {
@@ -47,10 +56,20 @@ impl From<Read> for Route {
     }
 }
 
-/// The duration histograms, registered once.
+/// Every label combination of the request counter: routes × methods × statuses.
+const COUNTERS: usize = ROUTES.len() * (METHODS.len() + 1) * STATUS_LABELS;
+
+/// The routes, in the order of their index.
+const ROUTES: [Route; 3] = [Route::Key, Route::Root, Route::Watch];
+
+/// The request handles, resolved once: looking a labelled counter up in the registry
+/// hashes its labels and allocates, which at tens of thousands of requests a second is
+/// a visible share of a `GET`. A counter is registered when first used, so `/metrics`
+/// lists only the combinations that happened.
 #[derive(Debug)]
 pub(crate) struct RequestMetrics {
     durations: [Histogram; 3],
+    counters: Box<[OnceLock<Counter>]>,
 }
 
 impl Default for RequestMetrics {
@@ -66,7 +85,8 @@ impl Default for RequestMetrics {
         );
         let duration = |route: Route| histogram!("c19_agent_request_duration_seconds", "route" => route.label());
         Self {
-            durations: [Route::Key, Route::Root, Route::Watch].map(duration),
+            durations: ROUTES.map(duration),
+            counters: (0..COUNTERS).map(|_| OnceLock::new()).collect(),
         }
     }
 }
@@ -74,37 +94,48 @@ impl Default for RequestMetrics {
 impl RequestMetrics {
     /// Records one answered request.
     pub fn record(&self, route: Route, method: &Method, status: StatusCode, took: Duration) {
-        counter!(
-            "c19_agent_requests_total",
-            "route" => route.label(),
-            "method" => method_label(method),
-            "status" => status_label(status),
-        )
-        .increment(1);
-        let index = match route {
-            Route::Key => 0,
-            Route::Root => 1,
-            Route::Watch => 2,
-        };
-        self.durations[index].record(took.as_secs_f64());
+        let (method, status) = (method_index(method), status_index(status));
+        if let Some(slot) = self.counters.get(counter_index(route, method, status)) {
+            slot.get_or_init(|| {
+                counter!(
+                    "c19_agent_requests_total",
+                    "route" => route.label(),
+                    "method" => method_label(method),
+                    "status" => status_label(status),
+                )
+            })
+            .increment(1);
+        }
+        self.durations[route.index()].record(took.as_secs_f64());
     }
 }
 
-/// The method as a label; unusual methods share one, so clients cannot make labels up.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::POST => "POST",
-        Method::PATCH => "PATCH",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    }
+/// The place of a label combination among the counters.
+fn counter_index(route: Route, method: usize, status: usize) -> usize {
+    (route.index() * (METHODS.len() + 1) + method) * STATUS_LABELS + status
 }
 
-/// The status codes this agent answers with, as labels.
+/// The methods with a label of their own; others are counted as `other`, so clients
+/// cannot make labels up.
+const METHODS: [(Method, &str); 7] = [
+    (Method::GET, "GET"),
+    (Method::HEAD, "HEAD"),
+    (Method::PUT, "PUT"),
+    (Method::DELETE, "DELETE"),
+    (Method::POST, "POST"),
+    (Method::PATCH, "PATCH"),
+    (Method::OPTIONS, "OPTIONS"),
+];
+
+/// The index of `method`'s label: its place in [`METHODS`], or the last for `other`.
+fn method_index(method: &Method) -> usize {
+    METHODS
+        .iter()
+        .position(|(known, _)| known == method)
+        .unwrap_or(METHODS.len())
+}
+
+/// The status codes this agent answers with, as labels; others are counted by class.
 const STATUSES: [(u16, &str); 10] = [
     (200, "200"),
     (204, "204"),
@@ -118,33 +149,77 @@ const STATUSES: [(u16, &str); 10] = [
     (503, "503"),
 ];
 
-/// The status code as a label; others by class (`4xx`), to keep labels few.
-fn status_label(status: StatusCode) -> &'static str {
+/// The labels of statuses outside [`STATUSES`], by class.
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// How many status labels there are.
+const STATUS_LABELS: usize = STATUSES.len() + CLASSES.len();
+
+/// The index of `status`'s label: its place in [`STATUSES`], else after them by class.
+fn status_index(status: StatusCode) -> usize {
     let code = status.as_u16();
-    match STATUSES.iter().find(|(known, _)| *known == code) {
+    STATUSES
+        .iter()
+        .position(|(known, _)| *known == code)
+        .unwrap_or_else(|| STATUSES.len() + usize::from(code / 100).clamp(1, 5) - 1)
+}
+
+/// The label of the status with index `index`.
+fn status_label(index: usize) -> &'static str {
+    match STATUSES.get(index) {
         Some((_, label)) => label,
-        None => match code / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        },
+        None => CLASSES
+            .get(index - STATUSES.len())
+            .copied()
+            .unwrap_or("5xx"),
     }
+}
+
+/// The label of the method with index `index`.
+fn method_label(index: usize) -> &'static str {
+    METHODS.get(index).map_or("other", |(_, label)| label)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn status(code: u16) -> &'static str {
+        status_label(status_index(StatusCode::from_u16(code).unwrap()))
+    }
+
+    fn method(method: &Method) -> &'static str {
+        method_label(method_index(method))
+    }
+
     #[test]
     fn labels_stay_few() {
-        assert_eq!(status_label(StatusCode::NO_CONTENT), "204");
-        assert_eq!(status_label(StatusCode::IM_A_TEAPOT), "4xx");
-        assert_eq!(method_label(&Method::PUT), "PUT");
+        assert_eq!(status(204), "204");
+        assert_eq!(status(503), "503");
+        assert_eq!(status(418), "4xx");
+        assert_eq!(status(302), "3xx");
+        assert_eq!(status(101), "1xx");
+        assert_eq!(status(599), "5xx");
+        assert_eq!(method(&Method::PUT), "PUT");
+        assert_eq!(method(&Method::OPTIONS), "OPTIONS");
         let odd = Method::from_bytes(b"BREW").unwrap();
-        assert_eq!(method_label(&odd), "other");
+        assert_eq!(method(&odd), "other");
         assert_eq!(Route::of_path("/"), Route::Root);
         assert_eq!(Route::of_path("/cat"), Route::Key);
+    }
+
+    #[test]
+    fn every_combination_has_its_own_counter() {
+        let mut seen = std::collections::HashSet::new();
+        for route in ROUTES {
+            for method in 0..=METHODS.len() {
+                for status in 0..STATUS_LABELS {
+                    let index = counter_index(route, method, status);
+                    assert!(index < COUNTERS, "{index}");
+                    assert!(seen.insert(index), "{index} twice");
+                }
+            }
+        }
+        assert_eq!(seen.len(), COUNTERS);
     }
 }
