@@ -206,7 +206,10 @@ impl Store {
             Applied::default()
         } else {
             let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            self.apply_locked(prepared, now, &mut retired)
+            let (applied, released) = self.apply_locked(prepared, now, &mut retired);
+            drop(retired);
+            drop(released);
+            applied
         };
         applied.ignored += ignored;
         self.observers.stale(applied.ignored);
@@ -221,11 +224,14 @@ impl Store {
             .load()
             .get(delete.key.as_bytes())
             .is_some_and(|record| record.is_live(now));
-        self.apply_locked(vec![Prepared::Local(delete)], now, &mut retired);
+        let (_, released) = self.apply_locked(vec![Prepared::Local(delete)], now, &mut retired);
+        drop(retired);
+        drop(released);
         was_live
     }
 
-    /// Stores what wins of `prepared`, the writer lock being held.
+    /// Stores what wins of `prepared`, the writer lock being held; the snapshots it
+    /// releases are to be dropped once the lock is released.
     ///
     /// A write without `ts` gets `max(now, held.ts + 1)`, so it supersedes what this
     /// store held even when the local clock is behind the writer of that value.
@@ -234,7 +240,7 @@ impl Store {
         prepared: Vec<Prepared<'_>>,
         now: u64,
         retired: &mut Retired,
-    ) -> Applied {
+    ) -> (Applied, Released) {
         let mut next = Snapshot::clone(&self.current.load());
         let mut applied = Applied::default();
         let mut stored = self.observers.collector();
@@ -269,13 +275,14 @@ impl Store {
             next.put(held.as_ref(), record);
             applied.applied += 1;
         }
+        let mut released = Released::default();
         if applied.applied > 0 {
             let counts = next.counts();
-            retired.replace(&self.current, next);
+            released = retired.replace(&self.current, next);
             // Still under the writer lock: subscribers get changes in order.
             self.observers.stored(applied.applied, stored, counts);
         }
-        applied
+        (applied, released)
     }
 
     /// The wire JSON of `key`'s value, if it holds one that is visible at `now`.
@@ -376,19 +383,7 @@ impl Store {
         if doomed.iter().any(Record::deleted) {
             self.sync.swept_tombstones(now, tombstone_ttl);
         }
-        let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = Snapshot::clone(&self.current.load());
-        // A record rewritten since the scan is no longer the one held: it stays.
-        let dropped = doomed
-            .iter()
-            .filter(|record| next.drop_record(record))
-            .count();
-        let counts = next.counts();
-        retired.replace(&self.current, next);
-        if dropped > 0 {
-            self.observers.swept(counts);
-        }
-        dropped
+        self.drop_records(&doomed)
     }
 
     /// Runs the test hook in the middle of a batch; nothing outside tests.
@@ -418,14 +413,30 @@ impl Store {
 #[derive(Default)]
 struct Retired(Vec<Arc<Snapshot>>);
 
+/// Replaced snapshots no reader holds any more, to be dropped by the writer that
+/// released them once it no longer holds the writer lock (freeing a snapshot's copied
+/// nodes is a good part of a small write, and other writers need not wait for it).
+#[derive(Default)]
+#[must_use = "drop it after releasing the writer lock"]
+struct Released {
+    _snapshots: Vec<Arc<Snapshot>>,
+}
+
 impl Retired {
-    /// Makes `next` the current snapshot of `current`.
-    fn replace(&mut self, current: &ArcSwap<Snapshot>, next: Snapshot) {
+    /// Makes `next` the current snapshot of `current`; returns the replaced snapshots
+    /// that no reader holds.
+    fn replace(&mut self, current: &ArcSwap<Snapshot>, next: Snapshot) -> Released {
         let old = current.swap(Arc::new(next));
         self.0.push(old);
         // Only this writer holds those left with one reference, and no reader can
-        // load them again: freeing them here cannot land on a reader.
-        self.0.retain(|snapshot| Arc::strong_count(snapshot) > 1);
+        // load them again: freeing them cannot land on a reader.
+        let (held, released) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|snapshot| Arc::strong_count(snapshot) > 1);
+        self.0 = held;
+        Released {
+            _snapshots: released,
+        }
     }
 }
 

@@ -242,8 +242,9 @@ impl Store {
         self.drop_records(&dead);
     }
 
-    /// Drops `records` that are still the ones held for their keys; returns how many.
-    fn drop_records(&self, records: &[Record]) -> usize {
+    /// Drops `records` that are still the ones held for their keys (a record rewritten
+    /// since it was read stays); returns how many.
+    pub(super) fn drop_records(&self, records: &[Record]) -> usize {
         if records.is_empty() {
             return 0;
         }
@@ -254,10 +255,12 @@ impl Store {
             .filter(|record| next.drop_record(record))
             .count();
         let counts = next.counts();
-        retired.replace(&self.current, next);
+        let released = retired.replace(&self.current, next);
         if dropped > 0 {
             self.observers.swept(counts);
         }
+        drop(retired);
+        drop(released);
         dropped
     }
 }
