@@ -46,6 +46,11 @@ struct App {
     body_limit: usize,
     body_timeout: Duration,
     puts: Semaphore,
+    /// Taken around small writes, which the state applies one at a time anyway: a
+    /// request waiting for its turn here yields its worker to other requests, where
+    /// waiting on the state's writer lock would park the worker thread (and with a
+    /// large peer merge under way, park every worker that a write reached).
+    write_turn: tokio::sync::Mutex<()>,
     /// Ends watch streams, which would otherwise hold a graceful shutdown up.
     shutdown: Shutdown,
     metrics: RequestMetrics,
@@ -65,6 +70,7 @@ pub fn router_until(state: SafeState, config: &HttpAgent, shutdown: Shutdown) ->
         body_limit: config.body_limit,
         body_timeout: Duration::from_millis(config.idle_timeout.get()),
         puts: Semaphore::new(CONCURRENT_PUTS),
+        write_turn: tokio::sync::Mutex::new(()),
         shutdown,
         metrics: RequestMetrics::default(),
     });
@@ -91,7 +97,7 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
             result
         }
         Method::PUT => put(&app, request).await,
-        Method::DELETE => delete(&app, request.uri()),
+        Method::DELETE => delete(&app, request.uri()).await,
         _ => Err(Error::MethodNotAllowed {
             message: "use GET /<key>, GET /?prefix=P, PUT / or DELETE /<key>",
             allow: "GET, HEAD, PUT, DELETE",
@@ -133,7 +139,10 @@ async fn put(app: &App, request: Request) -> Result<Response> {
         .await
         .map_err(|error| Error::Internal(error.to_string()))?;
     let body = read_body(app, request.into_body()).await?;
+    // A large batch is applied on the blocking pool, without taking a turn: it parks no
+    // worker, and small writes wait for the state either way.
     let applied = if body.len() <= INLINE_SET_BYTES {
+        let _turn = app.write_turn.lock().await;
         app.state.set(&body)
     } else {
         let state = app.state.clone();
@@ -181,7 +190,7 @@ fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn delete(app: &App, uri: &Uri) -> Result<Response> {
+async fn delete(app: &App, uri: &Uri) -> Result<Response> {
     let key = key_of(uri)?;
     if key.is_empty() {
         return Err(Error::MethodNotAllowed {
@@ -191,6 +200,7 @@ fn delete(app: &App, uri: &Uri) -> Result<Response> {
     }
     // Deleting an absent key succeeds too, and still writes a tombstone, so the delete
     // wins over an older value that a peer may hold.
+    let _turn = app.write_turn.lock().await;
     app.state.delete(&&*key)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
