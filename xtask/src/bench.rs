@@ -32,7 +32,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     step(
-        "build c19-bench and the agent (release)",
+        "build c19-bench, its floor server and the agent (release)",
         cargo().args([
             "build",
             "--release",
@@ -42,6 +42,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "c19-bench",
             "--bin",
             "c19-agent",
+            "--bin",
+            "c19-bench-floor",
         ]),
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -4,7 +4,8 @@
 //!
 //! 1. Convergence: time until every agent reads a new key, an overwrite, a delete.
 //! 2. Network: bytes gossiped for a 20,000-key state at rest and after one change.
-//! 3. Agent: GET/PUT requests per second and latency; GET latency during a big merge.
+//! 3. Agent: GET/PUT requests per second and latency, next to a bare HTTP server's under
+//!    the same load; GET latency during a big merge.
 //! 4. Memory: resident memory per key at 100k and 1M keys.
 //! 5. Catch-up: a restarted empty agent until it holds the whole state (run with 2).
 //!
@@ -14,6 +15,7 @@ pub mod catch_up;
 pub mod client;
 pub mod convergence;
 pub mod error;
+pub mod floor;
 pub mod guard;
 pub mod load;
 pub mod machine;

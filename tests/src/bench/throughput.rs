@@ -11,6 +11,7 @@ use super::{
     Outcome, Solo,
     client::{Api, VALUE_BYTES, base, batch_body, key, value_text},
     error::{Error, Result},
+    floor::Floor,
     load::{self, Generator, LoadResult, MakeRequest},
     report::{Figure, Target, Unit},
     stats::percentile,
@@ -55,6 +56,24 @@ pub async fn run(
             detail: "a key written by the PUT load is missing".into(),
         });
     }
+    // The same loads on a bare HTTP server: what this machine allows.
+    let floor = match Floor::binary() {
+        Some(binary) => {
+            let floor = Floor::start(&binary).await?;
+            let get = get_load(generator, &floor.url, duration).await?;
+            let put = put_load(generator, &floor.url, duration).await?;
+            Some((get, put))
+        }
+        None => None,
+    };
+    let of_floor = |result: &LoadResult, floor: Option<&LoadResult>| match floor {
+        Some(floor) if floor.per_second > 0.0 => format!(
+            "; {:.0}% of the bare server's {:.1}k",
+            100.0 * result.per_second / floor.per_second,
+            floor.per_second / 1000.0
+        ),
+        _ => String::new(),
+    };
     let failures = |result: &LoadResult| {
         if result.failed > 0 {
             format!("; {} requests failed", result.failed)
@@ -72,7 +91,11 @@ pub async fn run(
             Unit::ReqPerSec,
         )
         .target(Target::at_least(90_000.0, "issue 3"))
-        .note(format!("{how}; 0.1: 87k{}", failures(&get))),
+        .note(format!(
+            "{how}; 0.1: 87k{}{}",
+            of_floor(&get, floor.as_ref().map(|(get, _)| get)),
+            failures(&get)
+        )),
         Figure::new(scenario, "GET latency p50", Some(get.p50_ms), Unit::Ms),
         Figure::new(scenario, "GET latency p99", Some(get.p99_ms), Unit::Ms),
         Figure::new(
@@ -83,11 +106,32 @@ pub async fn run(
         )
         .target(Target::at_least(60_000.0, "issue 3"))
         .note(format!(
-            "{how}, one {VALUE_BYTES}-byte value per PUT; 0.1: 65k unvalidated{}",
+            "{how}, one {VALUE_BYTES}-byte value per PUT; 0.1: 65k unvalidated{}{}",
+            of_floor(&put, floor.as_ref().map(|(_, put)| put)),
             failures(&put)
         )),
         Figure::new(scenario, "PUT latency p50", Some(put.p50_ms), Unit::Ms),
         Figure::new(scenario, "PUT latency p99", Some(put.p99_ms), Unit::Ms),
+        Figure::new(
+            scenario,
+            "GET throughput of a bare HTTP server",
+            floor.as_ref().map(|(get, _)| get.per_second),
+            Unit::ReqPerSec,
+        )
+        .note(format!(
+            "c19-bench-floor (axum answering a fixed {VALUE_BYTES}-byte entry, no state), {how}: \
+             the most an agent on this HTTP stack can answer here{}",
+            if floor.is_none() { "; not built" } else { "" }
+        )),
+        Figure::new(
+            scenario,
+            "PUT throughput of a bare HTTP server",
+            floor.as_ref().map(|(_, put)| put.per_second),
+            Unit::ReqPerSec,
+        )
+        .note(format!(
+            "c19-bench-floor reading each body without parsing it, {how}"
+        )),
     ]);
     outcome
         .figures
