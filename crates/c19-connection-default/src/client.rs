@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header::RETRY_AFTER};
 use bytes::{Bytes, BytesMut};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::sync::Semaphore;
@@ -24,6 +24,9 @@ use crate::{
 
 /// How long before the server would close an idle connection the client lets go of it.
 const IDLE_MARGIN: Duration = Duration::from_secs(1);
+
+/// The longest a busy peer can make this agent leave it alone.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Bytes of an error response kept for the log.
 const SNIPPET: usize = 512;
@@ -107,6 +110,15 @@ impl PeerClient {
         if status.is_success() {
             return Ok(());
         }
+        // A c19 peer busy merging says when to come back; a bare 503 is a failure.
+        if status == StatusCode::SERVICE_UNAVAILABLE
+            && let Some(retry_after) = retry_after(response.headers())
+        {
+            return Err(Error::Busy {
+                retry_after,
+                message: snippet(response).await,
+            });
+        }
         let message = snippet(response).await;
         Err(if status.is_client_error() {
             Error::Refused {
@@ -159,6 +171,19 @@ impl PeerClient {
         }
         Ok(response)
     }
+}
+
+/// How long a busy peer asks to be left alone: its `Retry-After` in seconds (agents do
+/// not send the date form), at most [`MAX_RETRY_AFTER`].
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// The whole body, unless it is larger than `limit`.

@@ -43,6 +43,15 @@ pub enum Error {
         /// The start of the response body.
         message: String,
     },
+    /// The peer is busy merging earlier pushes (HTTP 503) and asked to be left alone for
+    /// `retry_after`: it is healthy, and the data waits for a later round.
+    #[error("busy (HTTP 503), retry after {retry_after:?}: {message}")]
+    Busy {
+        /// How long to leave the peer alone.
+        retry_after: std::time::Duration,
+        /// The start of the response body.
+        message: String,
+    },
     /// The peer refused what was sent (HTTP 4xx): it is up, but did not take the data.
     #[error("refused with HTTP status {status}: {message}")]
     Refused {

@@ -91,7 +91,7 @@ impl Gossip<'_> {
         };
         match &result {
             Ok(()) => self.stats.push_sent(length, true),
-            Err(Error::Refused { .. }) => self.stats.push_sent(length, false),
+            Err(Error::Refused { .. } | Error::Busy { .. }) => self.stats.push_sent(length, false),
             Err(_) => self.stats.push_failed(),
         }
         self.judge(target, result.map(|()| None))
@@ -191,6 +191,10 @@ impl Gossip<'_> {
             }
             Err(Error::IsSelf { .. }) => {
                 self.book.mark_self(target);
+                Outcome::Failed
+            }
+            Err(Error::Busy { retry_after, .. }) => {
+                self.book.busy(target, retry_after, Instant::now());
                 Outcome::Failed
             }
             Err(error) if error.is_refusal() => {

@@ -131,6 +131,7 @@ impl DefaultConnection {
             body_timeout: settings.server_timeout,
             max_message_bytes: settings.max_message_bytes,
             merges: server::merge_turns(),
+            backlog: server::backlog_room(settings.body_limit),
         });
         let gossip = Gossip {
             state,

@@ -178,7 +178,8 @@ impl PeerBook {
 
     /// Records a successful exchange with `target`: its back-off is over.
     pub fn succeeded(&self, target: &Target) {
-        if let Some(health) = self.book().health.remove(&target.name) {
+        let removed = self.book().health.remove(&target.name);
+        if let Some(health) = removed.filter(|health| health.failures > 0) {
             tracing::info!(
                 peer = %target.name,
                 failures = health.failures,
@@ -208,6 +209,20 @@ impl PeerBook {
         } else {
             tracing::debug!(peer = %target.name, failures, ?backoff, "peer failed: {error}");
         }
+    }
+
+    /// Records that `target` is busy and asked to be left alone for `retry_after`: it is
+    /// skipped until then, without counting a failure.
+    pub fn busy(&self, target: &Target, retry_after: Duration, now: Instant) {
+        let mut book = self.book();
+        let health = book.health.entry(target.name.clone()).or_insert(Health {
+            failures: 0,
+            retry_at: now,
+            logged_at: None,
+        });
+        health.retry_at = health.retry_at.max(now + retry_after);
+        drop(book);
+        tracing::debug!(peer = %target.name, ?retry_after, "peer is busy");
     }
 
     /// Records that `target` is up but refused what was sent, at state `head`: no

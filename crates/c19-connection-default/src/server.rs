@@ -4,7 +4,9 @@
 //!   (`GET /` always returns the state).
 //! - `PUT /` with a map of entries: merged into the state; 204. A body the state refuses
 //!   gets 400, one over `body_limit` 413, one that is too slow 408, each with
-//!   `{"error": "..."}` and no change to the state.
+//!   `{"error": "..."}` and no change to the state. A large body that finds the agent
+//!   busy merging others is accepted into a backlog (202) or refused with 503 and
+//!   `Retry-After` ([`backlog`]).
 //! - `POST /_c19/sync`: one message of a c19 peer's anti-entropy exchange ([`exchange`]).
 //! - `GET /_c19/stats`: the traffic counters. Paths under `/_c19/` are reserved (versions
 //!   never contain `/`).
@@ -25,7 +27,7 @@ use axum::{
 use bytes::{Bytes, BytesMut};
 use c19_core::{SafeState, StateError};
 use futures::StreamExt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::{
     client,
@@ -33,9 +35,11 @@ use crate::{
     stats::Stats,
 };
 
+mod backlog;
 mod exchange;
 mod serve;
 
+pub(crate) use backlog::backlog_room;
 pub(crate) use serve::serve;
 
 /// Bodies up to this size are merged on the async worker; larger ones on the blocking
@@ -66,6 +70,9 @@ pub(crate) struct PeerServer {
     pub max_message_bytes: usize,
     /// Turns to decode and merge a large body ([`CONCURRENT_MERGES`]).
     pub merges: Arc<Semaphore>,
+    /// Room, in KiB, for large pushes accepted while every turn is taken
+    /// ([`backlog_room`]).
+    pub backlog: Arc<Semaphore>,
 }
 
 /// The turns of [`PeerServer::merges`].
@@ -163,8 +170,22 @@ async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: 
         server.state.set(&body)
     } else {
         let state = server.state.clone();
-        // The semaphore is never closed; should it be, merging without a turn is safe.
-        let turn = server.merges.clone().acquire_owned().await.ok();
+        // With every turn taken, the push waits in the backlog or is refused as busy:
+        // waiting here would outlast the sender's timeout and make it send again.
+        let turn = match server.merges.clone().try_acquire_owned() {
+            Ok(turn) => Some(turn),
+            Err(TryAcquireError::NoPermits) => {
+                return match backlog::reserve(&server, length) {
+                    Some(room) => backlog::merge_later(&server, body, room),
+                    None => {
+                        server.stats.refused(length);
+                        backlog::busy()
+                    }
+                };
+            }
+            // Never closed; should it be, merging without a turn is safe.
+            Err(TryAcquireError::Closed) => None,
+        };
         // The turn moves into the task: it is held until the merge ends, even when the
         // client gives up and this handler is dropped.
         let merging = move || {

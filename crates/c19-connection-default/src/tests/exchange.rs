@@ -227,3 +227,43 @@ async fn what_a_pull_brought_is_not_pushed_on_but_local_writes_are() {
         assert!(pushed.contains_key(key), "{key} not pushed: {pushed:?}");
     }
 }
+
+#[tokio::test]
+async fn a_busy_peer_is_left_alone_as_long_as_it_asks_without_counting_a_failure() {
+    use axum::{
+        Router,
+        http::{StatusCode, header::RETRY_AFTER},
+        routing::put,
+    };
+    let router = Router::new().route(
+        "/",
+        put(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(RETRY_AFTER, "5")],
+                "busy",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let peers = [addr.to_string()];
+    let config = config(&peers);
+    let provider = provider(&peers);
+    let (state, shared) = MemState::shared();
+    let gossip = gossip(&config, &provider, shared, 1);
+    state.put("cat", json!(1), 1);
+
+    let before = std::time::Instant::now();
+    assert_eq!(
+        publish(&gossip, 0).await,
+        None,
+        "the busy peer took nothing"
+    );
+    assert_eq!(gossip.stats.snapshot().push_errors, 1);
+    // A failure would back off for one push interval (50 ms); the peer asked for 5 s.
+    assert!(gossip.choose_at(before + Duration::from_secs(2)).is_empty());
+    let later = gossip.choose_at(before + Duration::from_secs(6));
+    assert_eq!(later.len(), 1);
+}

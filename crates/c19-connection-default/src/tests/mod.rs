@@ -80,6 +80,8 @@ pub(crate) struct TestServer {
     pub stop: Shutdown,
     /// The server's turns to merge large bodies.
     pub merges: Arc<tokio::sync::Semaphore>,
+    /// The server's room for pushes waiting for a turn.
+    pub backlog: Arc<tokio::sync::Semaphore>,
 }
 
 impl Drop for TestServer {
@@ -108,6 +110,7 @@ pub(crate) async fn start_server_at(
     let stats = Arc::new(Stats::default());
     let node = NodeId::random();
     let merges = peer_server::merge_turns();
+    let backlog = peer_server::backlog_room(body_limit);
     let server = Arc::new(PeerServer {
         state,
         node: node.clone(),
@@ -116,6 +119,7 @@ pub(crate) async fn start_server_at(
         body_timeout: timeout,
         max_message_bytes: body_limit,
         merges: merges.clone(),
+        backlog: backlog.clone(),
     });
     let stop = Shutdown::new();
     tokio::spawn(peer_server::serve(
@@ -130,6 +134,7 @@ pub(crate) async fn start_server_at(
         node,
         stop,
         merges,
+        backlog,
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{mem_state::MemState, start_server, wait_until};
+use super::{TestServer, mem_state::MemState, start_server, wait_until};
 use crate::{identity::NODE_HEADER, server::CONCURRENT_MERGES, stats::StatsSnapshot};
 
 const LIMIT: usize = 4096;
@@ -85,17 +85,8 @@ async fn merges_a_pushed_map() {
     assert_eq!(server.stats.snapshot().pushes_received, 1);
 }
 
-#[tokio::test]
-async fn large_pushes_wait_for_a_merge_turn() {
-    let (state, shared) = MemState::shared();
-    let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
-    let busy = server
-        .merges
-        .clone()
-        .acquire_many_owned(u32::try_from(CONCURRENT_MERGES).unwrap())
-        .await
-        .unwrap();
-    // Over the size merged inline, so it needs a turn.
+/// A push over the size merged inline, so it needs a merge turn.
+fn large_push() -> String {
     let body: serde_json::Map<String, Value> = (0..20_000)
         .map(|i| {
             (
@@ -106,20 +97,71 @@ async fn large_pushes_wait_for_a_merge_turn() {
         .collect();
     let body = Value::Object(body).to_string();
     assert!(body.len() > 512 << 10);
-    let push = tokio::spawn(
-        http()
-            .put(format!("http://{}/", server.addr))
-            .body(body)
-            .send(),
-    );
-    let waited = wait_until(Duration::from_millis(500), || async {
+    body
+}
+
+/// Takes every merge turn of `server`.
+async fn take_every_turn(server: &TestServer) -> tokio::sync::OwnedSemaphorePermit {
+    server
+        .merges
+        .clone()
+        .acquire_many_owned(u32::try_from(CONCURRENT_MERGES).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_large_push_finding_every_turn_taken_is_accepted_and_merged_later() {
+    let (state, shared) = MemState::shared();
+    let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
+    let busy = take_every_turn(&server).await;
+    // Answered at once, not after a turn frees (the sender would time out and resend).
+    let push = http()
+        .put(format!("http://{}/", server.addr))
+        .body(large_push())
+        .send();
+    let response = tokio::time::timeout(Duration::from_secs(5), push)
+        .await
+        .expect("the push waited for a merge turn")
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let merged_early = wait_until(Duration::from_millis(300), || async {
         state.value("key-0").is_some()
     })
     .await;
-    assert!(!waited, "merged while every turn was taken");
+    assert!(!merged_early, "merged while every turn was taken");
     drop(busy);
-    assert_eq!(push.await.unwrap().unwrap().status(), 204);
-    assert_eq!(state.len(), 20_000);
+    let merged = wait_until(Duration::from_secs(10), || async { state.len() == 20_000 }).await;
+    assert!(
+        merged,
+        "the accepted push was not merged: {} keys",
+        state.len()
+    );
+}
+
+#[tokio::test]
+async fn a_large_push_finding_the_backlog_full_gets_503_with_retry_after() {
+    let (state, shared) = MemState::shared();
+    let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
+    let _busy = take_every_turn(&server).await;
+    let room = server.backlog.available_permits();
+    let _full = server
+        .backlog
+        .clone()
+        .acquire_many_owned(u32::try_from(room).unwrap())
+        .await
+        .unwrap();
+    let response = http()
+        .put(format!("http://{}/", server.addr))
+        .body(large_push())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("busy"), "{body}");
+    assert_eq!(state.len(), 0);
 }
 
 #[tokio::test]
