@@ -4,8 +4,10 @@ use serde_json::Value;
 
 use crate::error::{EntryProblem, Error, MAX_KEY_LEN, Result};
 
+mod fast;
+
 /// One validated write of a batch, not applied yet.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Incoming {
     /// The key.
     pub key: String,
@@ -19,7 +21,20 @@ pub(crate) struct Incoming {
 
 /// Parses and validates a whole batch. On error nothing is returned, so nothing is
 /// applied.
+///
+/// Most batches take [`fast::parse`], which borrows keys and values from the input
+/// instead of building a JSON tree; whatever it does not handle exactly as
+/// [`parse_tree`] does (escaped keys, duplicates, floats, nested values, any error)
+/// goes through [`parse_tree`], which also words every error.
 pub(crate) fn parse_batch(input: &[u8], default_ttl: Option<u64>) -> Result<Vec<Incoming>> {
+    match fast::parse(input, default_ttl) {
+        Some(batch) => Ok(batch),
+        None => parse_tree(input, default_ttl),
+    }
+}
+
+/// [`parse_batch`] through a [`Value`] tree.
+fn parse_tree(input: &[u8], default_ttl: Option<u64>) -> Result<Vec<Incoming>> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::Empty);
     }
