@@ -6,9 +6,11 @@
 //! the sum of its [`PER_GROUP`] buckets' hashes. A change adds and subtracts one hash at
 //! each level: O(1), as for the version.
 //!
-//! Snapshots are cloned for each write batch, so the buckets are held in one shared
-//! array per group: a clone copies [`GROUPS`] pointers and the group sums, and a batch
-//! copies only the groups it touches.
+//! Snapshots are cloned for each write batch, so the buckets are held in shared chunks
+//! of [`GROUPS_PER_CHUNK`] groups: a clone copies the group sums and [`CHUNKS`]
+//! pointers (each clone and drop of a pointer is an atomic operation, and a small write
+//! is a batch of its own, so fewer pointers beat smaller chunks), and a batch copies
+//! only the chunks it touches (2 KiB each).
 
 use std::sync::Arc;
 
@@ -32,16 +34,24 @@ pub(crate) fn hash_range(bucket: usize) -> (u64, u64) {
     (first, first | (u64::MAX >> (u64::BITS - BUCKET_SHIFT)))
 }
 
+/// Groups of buckets stored together.
+const GROUPS_PER_CHUNK: usize = 4;
+/// Chunks of groups.
+const CHUNKS: usize = GROUPS / GROUPS_PER_CHUNK;
+
+/// The bucket hashes of [`GROUPS_PER_CHUNK`] groups.
+type Chunk = [[u64; PER_GROUP]; GROUPS_PER_CHUNK];
+
 /// The group hashes and bucket hashes of one snapshot.
 #[derive(Debug, Clone)]
 pub(crate) struct BucketHashes {
     groups: [u64; GROUPS],
-    buckets: [Arc<[u64; PER_GROUP]>; GROUPS],
+    buckets: [Arc<Chunk>; CHUNKS],
 }
 
 impl Default for BucketHashes {
     fn default() -> Self {
-        let empty = Arc::new([0; PER_GROUP]);
+        let empty = Arc::new([[0; PER_GROUP]; GROUPS_PER_CHUNK]);
         Self {
             groups: [0; GROUPS],
             buckets: std::array::from_fn(|_| empty.clone()),
@@ -62,7 +72,8 @@ impl BucketHashes {
         }
         let bucket = bucket_of(key_hash);
         let (group, slot) = (bucket / PER_GROUP, bucket % PER_GROUP);
-        let hashes = Arc::make_mut(&mut self.buckets[group]);
+        let chunk = Arc::make_mut(&mut self.buckets[group / GROUPS_PER_CHUNK]);
+        let hashes = &mut chunk[group % GROUPS_PER_CHUNK];
         hashes[slot] = hashes[slot].wrapping_add(delta);
         self.groups[group] = self.groups[group].wrapping_add(delta);
     }
@@ -74,7 +85,7 @@ impl BucketHashes {
 
     /// The hashes of the buckets of `group` (`group < GROUPS`).
     pub fn group(&self, group: usize) -> &[u64; PER_GROUP] {
-        &self.buckets[group]
+        &self.buckets[group / GROUPS_PER_CHUNK][group % GROUPS_PER_CHUNK]
     }
 }
 
@@ -110,5 +121,24 @@ mod tests {
         hashes.replace(key, Some(9), None);
         assert_eq!(hashes.groups(), empty.groups());
         assert_eq!(hashes.group(1), empty.group(1));
+    }
+
+    #[test]
+    fn every_group_has_its_own_buckets() {
+        let mut hashes = BucketHashes::default();
+        for group in 0..GROUPS {
+            let key = hash_range(group * PER_GROUP + group % PER_GROUP).0;
+            hashes.replace(key, None, Some(group as u128 + 1));
+        }
+        for group in 0..GROUPS {
+            let buckets = hashes.group(group);
+            assert_eq!(
+                buckets[group % PER_GROUP],
+                group as u64 + 1,
+                "group {group}"
+            );
+            assert_eq!(buckets.iter().filter(|&&hash| hash != 0).count(), 1);
+            assert_eq!(hashes.groups()[group], group as u64 + 1);
+        }
     }
 }
