@@ -151,6 +151,17 @@ pub trait State: Debug + Send + Sync {
     /// The batch is validated before anything is applied: on error nothing changed.
     fn set(&self, value: &dyn StateValue) -> Result<Applied, StateError>;
 
+    /// Merges several independent batches, in order, each as [`State::set`] would:
+    /// each is validated on its own and applied all-or-nothing, and its result comes
+    /// back at its index.
+    ///
+    /// A state may apply them as one write, which makes gathering concurrent small
+    /// writes (as the HTTP agent does under load) cheaper than a `set` apiece. The
+    /// default calls `set` for each.
+    fn set_all(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {
+        values.iter().map(|value| self.set(*value)).collect()
+    }
+
     /// The value stored under `key`, if any and not expired.
     fn get(&self, key: &dyn StateValue) -> Option<Bytes>;
 

@@ -199,6 +199,25 @@ impl State for DefaultState {
         Ok(self.store.apply(&batch, now_ms()))
     }
 
+    fn set_all(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {
+        let parsed: Vec<_> = values.iter().map(|value| self.parse(*value)).collect();
+        let valid: Vec<&[Incoming]> = parsed
+            .iter()
+            .filter_map(|batch| batch.as_deref().ok())
+            .collect();
+        let mut applied = self.store.apply_all(&valid, now_ms()).into_iter();
+        parsed
+            .into_iter()
+            .map(|batch| match batch {
+                Ok(_) => Ok(applied.next().unwrap_or_default()),
+                Err(error) => {
+                    self.store.refused_invalid();
+                    Err(error.into())
+                }
+            })
+            .collect()
+    }
+
     fn get(&self, key: &dyn StateValue) -> Option<Bytes> {
         self.store.get(key.as_bytes(), now_ms())
     }

@@ -174,46 +174,51 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Merges a validated batch at time `now` (ms), as one new snapshot.
+    pub fn apply(&self, batch: &[Incoming], now: u64) -> Applied {
+        self.apply_all(&[batch], now).pop().unwrap_or_default()
+    }
+
+    /// Merges validated batches at time `now` (ms), one after another, as one new
+    /// snapshot; returns what each batch did, in order.
     ///
     /// Entries that carry a `ts` (from peers, mostly) are built and compared with what
     /// is held before the writer lock is taken: a peer's full state mostly repeats what
     /// this store holds, and sorting that out must not hold up local writes. Under the
     /// lock each survivor is compared again (it may have lost since) and stored.
-    pub fn apply(&self, batch: &[Incoming], now: u64) -> Applied {
-        let mut ignored = 0;
-        let mut prepared = Vec::with_capacity(batch.len());
+    pub fn apply_all(&self, batches: &[&[Incoming]], now: u64) -> Vec<Applied> {
+        let mut results = vec![Applied::default(); batches.len()];
+        let mut prepared = Vec::with_capacity(batches.iter().map(|batch| batch.len()).sum());
         {
             let snapshot = self.current.load_full();
-            for incoming in batch {
-                let Some(ts) = incoming.ts else {
-                    prepared.push(Prepared::Local(incoming));
-                    continue;
-                };
-                let held = snapshot.get(incoming.key.as_bytes());
-                if held.is_some_and(|held| !may_win(incoming, ts, held)) {
-                    ignored += 1;
-                    continue;
+            for (index, batch) in batches.iter().enumerate() {
+                for incoming in *batch {
+                    let Some(ts) = incoming.ts else {
+                        prepared.push((index, Prepared::Local(incoming)));
+                        continue;
+                    };
+                    let held = snapshot.get(incoming.key.as_bytes());
+                    if held.is_some_and(|held| !may_win(incoming, ts, held)) {
+                        results[index].ignored += 1;
+                        continue;
+                    }
+                    let record = Record::new(incoming, ts, 0);
+                    if held.is_some_and(|held| record.merge_order(held) != Ordering::Greater) {
+                        results[index].ignored += 1;
+                        continue;
+                    }
+                    prepared.push((index, Prepared::Built(record)));
                 }
-                let record = Record::new(incoming, ts, 0);
-                if held.is_some_and(|held| record.merge_order(held) != Ordering::Greater) {
-                    ignored += 1;
-                    continue;
-                }
-                prepared.push(Prepared::Built(record));
             }
         }
-        let mut applied = if prepared.is_empty() {
-            Applied::default()
-        } else {
+        if !prepared.is_empty() {
             let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            let (applied, released) = self.apply_locked(prepared, now, &mut retired);
+            let released = self.apply_locked(prepared, now, &mut retired, &mut results);
             drop(retired);
             drop(released);
-            applied
-        };
-        applied.ignored += ignored;
-        self.observers.stale(applied.ignored);
-        applied
+        }
+        self.observers
+            .stale(results.iter().map(|applied| applied.ignored).sum());
+        results
     }
 
     /// Writes the tombstone `delete` at time `now`; returns whether it hid a value.
@@ -224,29 +229,37 @@ impl Store {
             .load()
             .get(delete.key.as_bytes())
             .is_some_and(|record| record.is_live(now));
-        let (_, released) = self.apply_locked(vec![Prepared::Local(delete)], now, &mut retired);
+        let mut applied = [Applied::default()];
+        let released = self.apply_locked(
+            vec![(0, Prepared::Local(delete))],
+            now,
+            &mut retired,
+            &mut applied,
+        );
         drop(retired);
         drop(released);
         was_live
     }
 
-    /// Stores what wins of `prepared`, the writer lock being held; the snapshots it
-    /// releases are to be dropped once the lock is released.
+    /// Stores what wins of `prepared` (each entry with the index of its batch in
+    /// `results`), the writer lock being held; the snapshots it releases are to be
+    /// dropped once the lock is released.
     ///
     /// A write without `ts` gets `max(now, held.ts + 1)`, so it supersedes what this
     /// store held even when the local clock is behind the writer of that value.
     fn apply_locked(
         &self,
-        prepared: Vec<Prepared<'_>>,
+        prepared: Vec<(usize, Prepared<'_>)>,
         now: u64,
         retired: &mut Retired,
-    ) -> (Applied, Released) {
+        results: &mut [Applied],
+    ) -> Released {
         let mut next = Snapshot::clone(&self.current.load());
-        let mut applied = Applied::default();
         let mut stored = self.observers.collector();
+        let mut applied = 0;
         let count = prepared.len();
-        for (index, prepared) in prepared.into_iter().enumerate() {
-            self.checkpoint(index, count);
+        for (position, (index, prepared)) in prepared.into_iter().enumerate() {
+            self.checkpoint(position, count);
             let seq = next.head + 1;
             let (record, held) = match prepared {
                 Prepared::Local(incoming) => {
@@ -262,7 +275,7 @@ impl Store {
                         .as_ref()
                         .is_some_and(|held| record.merge_order(held) != Ordering::Greater)
                     {
-                        applied.ignored += 1;
+                        results[index].ignored += 1;
                         continue;
                     }
                     record.stamp(seq);
@@ -273,16 +286,17 @@ impl Store {
                 stored.push(record.clone());
             }
             next.put(held.as_ref(), record);
-            applied.applied += 1;
+            results[index].applied += 1;
+            applied += 1;
         }
-        let mut released = Released::default();
-        if applied.applied > 0 {
-            let counts = next.counts();
-            released = retired.replace(&self.current, next);
-            // Still under the writer lock: subscribers get changes in order.
-            self.observers.stored(applied.applied, stored, counts);
+        if applied == 0 {
+            return Released::default();
         }
-        (applied, released)
+        let counts = next.counts();
+        let released = retired.replace(&self.current, next);
+        // Still under the writer lock: subscribers get changes in order.
+        self.observers.stored(applied, stored, counts);
+        released
     }
 
     /// The wire JSON of `key`'s value, if it holds one that is visible at `now`.

@@ -226,6 +226,70 @@ fn a_refused_batch_changes_nothing() {
 }
 
 #[test]
+fn batches_set_together_act_as_sets_one_after_another() {
+    let state = state();
+    set(&state, json!({"merged": {"value": "newer", "ts": 50}}));
+    let batches = [
+        json!({"a": {"value": 9}, "b": {"value": 9}}).to_string(),
+        json!({"a": {"value": 8}, "broken": {"value": 3, "ts": "late"}}).to_string(),
+        json!({"a": {"value": 3}}).to_string(),
+        json!({"merged": {"value": "older", "ts": 40}}).to_string(),
+        "not json".to_owned(),
+        json!({"b": {"value": 2}, "merged": {"value": "newest", "ts": 60}}).to_string(),
+    ];
+    let values: Vec<&dyn c19_core::StateValue> = batches
+        .iter()
+        .map(|batch| batch as &dyn c19_core::StateValue)
+        .collect();
+    let results = state.set_all(&values);
+
+    let outcome: Vec<_> = results
+        .iter()
+        .map(|result| match result {
+            Ok(applied) => Ok((applied.applied, applied.ignored)),
+            Err(error) => Err(error.to_string()),
+        })
+        .collect();
+    assert_eq!(outcome[0], Ok((2, 0)));
+    assert!(
+        outcome[1]
+            .as_ref()
+            .is_err_and(|error| error.contains(r#"key "broken""#)),
+        "{:?}",
+        outcome[1]
+    );
+    assert_eq!(outcome[2], Ok((1, 0)));
+    assert_eq!(outcome[3], Ok((0, 1)));
+    assert!(
+        outcome[4]
+            .as_ref()
+            .is_err_and(|error| error.contains("not JSON"))
+    );
+    assert_eq!(outcome[5], Ok((2, 0)));
+    // The refused batch left nothing; a later write of a key supersedes an earlier one
+    // (a tie of timestamps would keep 9: the larger bytes win).
+    assert_eq!(value(&state, "a"), Some(json!(3)));
+    assert_eq!(value(&state, "b"), Some(json!(2)));
+    assert_eq!(value(&state, "merged"), Some(json!("newest")));
+    assert_eq!(get(&state, "broken"), None);
+
+    // The same batches set one by one give the same data.
+    let sequential = self::state();
+    set(&sequential, json!({"merged": {"value": "newer", "ts": 50}}));
+    for batch in &batches {
+        let _ = sequential.set(batch);
+    }
+    let strip = |state: &DefaultState| {
+        let mut all = root(state);
+        for entry in all.values_mut() {
+            entry["ts"] = json!(null);
+        }
+        all
+    };
+    assert_eq!(strip(&state), strip(&sequential));
+}
+
+#[test]
 fn every_malformed_input_is_refused_with_a_message() {
     let state = state();
     for (input, expected) in [
