@@ -45,6 +45,7 @@ mod reads;
 mod request_metrics;
 mod routes;
 mod watch;
+mod writes;
 
 pub use agent::{HttpAgent, serve};
 pub use error::{Error, Result};

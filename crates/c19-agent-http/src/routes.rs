@@ -30,10 +30,12 @@ use crate::{
     listener::StreamControl,
     reads::read,
     request_metrics::{RequestMetrics, Route},
+    writes::Writes,
 };
 
-/// Bodies up to this size are applied on the request's task; larger ones on the
-/// blocking pool, so a big batch does not stall other requests.
+/// Bodies up to this size are gathered with the other small writes of the moment and
+/// applied on a request's task ([`Writes`]); larger ones on the blocking pool, each on
+/// its own, so a big batch does not stall other requests.
 const INLINE_SET_BYTES: usize = 64 * 1024;
 
 /// At most this many `PUT` bodies are buffered at once (memory: this × `body_limit`).
@@ -46,11 +48,8 @@ struct App {
     body_limit: usize,
     body_timeout: Duration,
     puts: Semaphore,
-    /// Taken around small writes, which the state applies one at a time anyway: a
-    /// request waiting for its turn here yields its worker to other requests, where
-    /// waiting on the state's writer lock would park the worker thread (and with a
-    /// large peer merge under way, park every worker that a write reached).
-    write_turn: tokio::sync::Mutex<()>,
+    /// Small writes, gathered into one state write each turn.
+    writes: Writes,
     /// Ends watch streams, which would otherwise hold a graceful shutdown up.
     shutdown: Shutdown,
     metrics: RequestMetrics,
@@ -70,7 +69,7 @@ pub fn router_until(state: SafeState, config: &HttpAgent, shutdown: Shutdown) ->
         body_limit: config.body_limit,
         body_timeout: Duration::from_millis(config.idle_timeout.get()),
         puts: Semaphore::new(CONCURRENT_PUTS),
-        write_turn: tokio::sync::Mutex::new(()),
+        writes: Writes::default(),
         shutdown,
         metrics: RequestMetrics::default(),
     });
@@ -142,15 +141,13 @@ async fn put(app: &App, request: Request) -> Result<Response> {
     // A large batch is applied on the blocking pool, without taking a turn: it parks no
     // worker, and small writes wait for the state either way.
     let applied = if body.len() <= INLINE_SET_BYTES {
-        let _turn = app.write_turn.lock().await;
-        app.state.set(&body)
+        app.writes.set(&app.state, body).await?
     } else {
         let state = app.state.clone();
         tokio::task::spawn_blocking(move || state.set(&body))
             .await
-            .map_err(|error| Error::Internal(error.to_string()))?
+            .map_err(|error| Error::Internal(error.to_string()))??
     };
-    let applied = applied?;
     tracing::trace!(applied = applied.applied, ignored = applied.ignored, "PUT");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -200,8 +197,7 @@ async fn delete(app: &App, uri: &Uri) -> Result<Response> {
     }
     // Deleting an absent key succeeds too, and still writes a tombstone, so the delete
     // wins over an older value that a peer may hold.
-    let _turn = app.write_turn.lock().await;
-    app.state.delete(&&*key)?;
+    app.writes.alone(|| app.state.delete(&&*key)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -167,6 +167,40 @@ async fn every_bad_body_gets_400_and_changes_nothing() {
     assert_eq!(server.get("/new").await.status, 404);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_each_get_their_own_answer() {
+    let server = start_default().await;
+    // Small writes arriving together are applied together: a refused one must still
+    // be refused alone, and every other one acknowledged only once readable.
+    let replies = futures::future::join_all((0..96).map(|i| {
+        let server = &server;
+        async move {
+            let body = if i % 8 == 3 {
+                format!(r#"{{"bad-{i}": {{"value": {i}, "ttl": "x"}}}}"#)
+            } else {
+                json!({format!("key-{i}"): {"value": i}}).to_string()
+            };
+            let reply = server.put(body).await;
+            let read = server.get(&format!("/key-{i}")).await;
+            (i, reply, read)
+        }
+    }))
+    .await;
+    for (i, reply, read) in replies {
+        if i % 8 == 3 {
+            assert_error(&reply, 400, &format!(r#"key "bad-{i}""#));
+            assert_eq!(server.get(&format!("/bad-{i}")).await.status, 404);
+        } else {
+            assert_eq!(reply.status, 204, "{}", reply.body);
+            assert_eq!(
+                read.body["value"], i,
+                "PUT {i} was not readable after its 204"
+            );
+        }
+    }
+    assert_eq!(server.snapshot().1.len(), 84);
+}
+
 #[tokio::test]
 async fn a_big_batch_is_applied() {
     let server = start_default().await;

@@ -1,0 +1,241 @@
+//! Small writes gathered into one state write (group commit).
+//!
+//! Each write to the state copies the tree path of its keys, publishes a new snapshot
+//! and frees the one it replaced; with many clients writing one key each, that fixed
+//! cost is most of a `PUT`. So a small `PUT` queues its body and yields once: by the
+//! time it runs again, the requests that became ready meanwhile have queued theirs,
+//! and the first of them to take the write turn applies the whole queue with one
+//! [`State::set_all`] — each body still validated and applied all-or-nothing on its
+//! own, each answered with its own result. A lone writer waits one scheduler pass.
+
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use c19_core::{Applied, SafeState, StateError, StateValue};
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// The queue of small writes and the turn that applies it.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    queue: Mutex<Queue>,
+    /// Taken to apply the queue: a request waiting for its turn yields its worker,
+    /// where waiting on the state's writer lock would park the worker thread.
+    turn: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    next_id: u64,
+    waiting: Vec<Queued>,
+}
+
+/// A body waiting to be applied, and where its result goes.
+#[derive(Debug)]
+struct Queued {
+    id: u64,
+    body: Bytes,
+    done: oneshot::Sender<Result<Applied, StateError>>,
+}
+
+impl Writes {
+    /// Applies `body` to `state` together with the other small writes queued at the
+    /// same time; returns once it is applied (or refused).
+    pub async fn set(&self, state: &SafeState, body: Bytes) -> Result<Applied> {
+        let (done, result) = oneshot::channel();
+        let mut ticket = self.enqueue(body, done);
+        tokio::task::yield_now().await;
+        {
+            let _turn = self.turn.lock().await;
+            let queued = std::mem::take(&mut self.lock().waiting);
+            if !queued.is_empty() {
+                apply(state, queued);
+            }
+        }
+        // This body was applied under the turn just taken or an earlier one.
+        ticket.answered = true;
+        match result.await {
+            Ok(applied) => Ok(applied?),
+            // Only a state whose `set_all` answers fewer results than writes does this.
+            Err(_) => Err(Error::Internal(
+                "the state gave no result for a write".into(),
+            )),
+        }
+    }
+
+    /// Runs `write` (a delete) alone, in its turn among the queued writes.
+    pub async fn alone<T>(&self, write: impl FnOnce() -> T) -> T {
+        let _turn = self.turn.lock().await;
+        write()
+    }
+
+    fn enqueue(
+        &self,
+        body: Bytes,
+        done: oneshot::Sender<Result<Applied, StateError>>,
+    ) -> Ticket<'_> {
+        let mut queue = self.lock();
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.waiting.push(Queued { id, body, done });
+        Ticket {
+            writes: self,
+            id,
+            answered: false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Applies `queued` as one write and sends each its result.
+fn apply(state: &SafeState, queued: Vec<Queued>) {
+    let bodies: Vec<&dyn StateValue> = queued
+        .iter()
+        .map(|queued| &queued.body as &dyn StateValue)
+        .collect();
+    let results = state.set_all(&bodies);
+    for (queued, result) in queued.into_iter().zip(results) {
+        // The request may have gone; its write stands, as any write being applied.
+        let _ = queued.done.send(result);
+    }
+}
+
+/// A queued body; dropped before it was applied (its request went away), it leaves
+/// the queue, so a body nobody waits for is never applied later.
+struct Ticket<'a> {
+    writes: &'a Writes,
+    id: u64,
+    answered: bool,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.writes
+                .lock()
+                .waiting
+                .retain(|queued| queued.id != self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use c19_core::{Diff, State, reexports::futures::future::BoxFuture};
+    use futures::{FutureExt, future::join_all};
+
+    use super::*;
+
+    /// A state that records how writes reach it; a body `bad` is refused.
+    #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+    struct Recorder {
+        /// The bodies of each `set_all` call.
+        #[serde(skip)]
+        calls: Mutex<Vec<Vec<String>>>,
+    }
+
+    #[typetag::serde(name = "WritesRecorder")]
+    impl State for Recorder {
+        fn init(&self, _: c19_core::Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
+            Box::pin(async { Ok(Arc::new(Self::default()) as SafeState) })
+        }
+        fn version(&self) -> String {
+            String::new()
+        }
+        fn set(&self, value: &dyn StateValue) -> Result<Applied, StateError> {
+            match value.as_bytes() {
+                b"bad" => Err(StateError::Invalid("bad body".into())),
+                _ => Ok(Applied {
+                    applied: 1,
+                    ignored: 0,
+                }),
+            }
+        }
+        fn set_all(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {
+            let bodies = values
+                .iter()
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                .collect();
+            self.calls.lock().unwrap().push(bodies);
+            values.iter().map(|value| self.set(*value)).collect()
+        }
+        fn get(&self, _: &dyn StateValue) -> Option<Bytes> {
+            None
+        }
+        fn delete(&self, _: &dyn StateValue) -> Result<bool, StateError> {
+            Ok(false)
+        }
+        fn diff(&self, since: u64, _: usize) -> Result<Diff, StateError> {
+            Ok(Diff {
+                next: since,
+                complete: true,
+                ..Diff::default()
+            })
+        }
+        fn head(&self) -> u64 {
+            0
+        }
+        fn get_root(&self) -> Bytes {
+            Bytes::from_static(b"{}")
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_ready_together_reach_the_state_as_one_call_each_with_its_own_result() {
+        let recorder = Arc::new(Recorder::default());
+        let state: SafeState = recorder.clone();
+        let writes = Writes::default();
+        let bodies: [&'static str; 4] = ["one", "bad", "three", "four"];
+        let results = join_all(
+            bodies
+                .into_iter()
+                .map(|body| writes.set(&state, Bytes::from_static(body.as_bytes()))),
+        )
+        .await;
+
+        assert_eq!(*recorder.calls.lock().unwrap(), vec![bodies.to_vec()]);
+        let outcome: Vec<_> = results.iter().map(|result| result.is_ok()).collect();
+        assert_eq!(outcome, [true, false, true, true]);
+        assert!(matches!(&results[1], Err(Error::Refused(message)) if message == "bad body"));
+
+        // A write that comes later is a call of its own.
+        writes
+            .set(&state, Bytes::from_static(b"five"))
+            .await
+            .unwrap();
+        assert_eq!(recorder.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_request_went_away_before_its_turn_is_not_applied() {
+        let recorder = Arc::new(Recorder::default());
+        let state: SafeState = recorder.clone();
+        let writes = Writes::default();
+        {
+            let mut gone = Box::pin(writes.set(&state, Bytes::from_static(b"gone")));
+            // Queued, waiting for its turn: the request is dropped there.
+            assert!((&mut gone).now_or_never().is_none());
+        }
+        writes
+            .set(&state, Bytes::from_static(b"kept"))
+            .await
+            .unwrap();
+        assert_eq!(*recorder.calls.lock().unwrap(), vec![vec!["kept"]]);
+    }
+
+    #[tokio::test]
+    async fn deletes_wait_for_the_turn() {
+        let writes = Writes::default();
+        let turn = writes.turn.lock().await;
+        let mut delete = Box::pin(writes.alone(|| "deleted"));
+        assert!((&mut delete).now_or_never().is_none());
+        drop(turn);
+        assert_eq!(delete.await, "deleted");
+    }
+}
