@@ -167,7 +167,7 @@ async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: 
     };
     let length = body.len();
     let result = if length <= INLINE_BYTES {
-        server.state.set(&body)
+        server.state.set(&body.join())
     } else {
         let state = server.state.clone();
         // With every turn taken, the push waits in the backlog or is refused as busy:
@@ -189,7 +189,7 @@ async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: 
         // The turn moves into the task: it is held until the merge ends, even when the
         // client gives up and this handler is dropped.
         let merging = move || {
-            let result = state.set(&body);
+            let result = state.set(&body.join());
             drop(turn);
             result
         };
@@ -227,12 +227,39 @@ async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: 
     }
 }
 
+/// A request body as read, in the chunks it arrived in. Joining them copies the whole
+/// body, which for a push of megabytes stalls an async worker (and the requests queued
+/// on it) for milliseconds: large bodies are joined on the blocking pool.
+pub(crate) struct Received {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Received {
+    /// How many bytes were received.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The body in one buffer: free for a body that came in one chunk, a copy otherwise.
+    pub fn join(mut self) -> Bytes {
+        if self.chunks.len() == 1 {
+            return self.chunks.pop().unwrap_or_default();
+        }
+        let mut joined = BytesMut::with_capacity(self.len);
+        for chunk in &self.chunks {
+            joined.extend_from_slice(chunk);
+        }
+        joined.freeze()
+    }
+}
+
 /// The request body, or the error response (and how many bytes were read).
 async fn read_body(
     server: &PeerServer,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Bytes, (usize, Response)> {
+) -> Result<Received, (usize, Response)> {
     let limit = server.body_limit;
     let too_large = || {
         error(
@@ -248,7 +275,10 @@ async fn read_body(
     {
         return Err((0, too_large()));
     }
-    let mut read = BytesMut::new();
+    let mut read = Received {
+        chunks: Vec::new(),
+        len: 0,
+    };
     let mut stream = body.into_data_stream();
     let reading = async {
         while let Some(chunk) = stream.next().await {
@@ -258,18 +288,21 @@ async fn read_body(
                     format!("cannot read the body: {failure}"),
                 )
             })?;
-            if read.len().saturating_add(chunk.len()) > limit {
+            if read.len.saturating_add(chunk.len()) > limit {
                 return Err(too_large());
             }
-            read.extend_from_slice(&chunk);
+            read.len += chunk.len();
+            if !chunk.is_empty() {
+                read.chunks.push(chunk);
+            }
         }
         Ok(())
     };
     match tokio::time::timeout(server.body_timeout, reading).await {
-        Ok(Ok(())) => Ok(read.freeze()),
-        Ok(Err(response)) => Err((read.len(), response)),
+        Ok(Ok(())) => Ok(read),
+        Ok(Err(response)) => Err((read.len, response)),
         Err(_) => Err((
-            read.len(),
+            read.len,
             error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("the body did not arrive within {:?}", server.body_timeout),

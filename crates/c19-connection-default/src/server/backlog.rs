@@ -17,10 +17,9 @@ use axum::{
     http::{HeaderValue, StatusCode, header::RETRY_AFTER},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{PeerServer, error};
+use super::{PeerServer, Received, error};
 
 /// The backlog counts bytes in units of this many.
 const UNIT: usize = 1024;
@@ -43,7 +42,7 @@ pub(super) fn reserve(server: &PeerServer, length: usize) -> Option<OwnedSemapho
 /// answers the sender now.
 pub(super) fn merge_later(
     server: &PeerServer,
-    body: Bytes,
+    body: Received,
     room: OwnedSemaphorePermit,
 ) -> Response {
     let (state, merges, length) = (server.state.clone(), server.merges.clone(), body.len());
@@ -52,7 +51,7 @@ pub(super) fn merge_later(
         // The semaphore is never closed; should it be, merging without a turn is safe.
         let turn = merges.acquire_owned().await.ok();
         let merged = tokio::task::spawn_blocking(move || {
-            let merged = state.set(&body);
+            let merged = state.set(&body.join());
             drop(turn);
             merged
         })

@@ -42,7 +42,7 @@ pub(crate) async fn exchange(
     };
     let received = raw.len();
     let message = match Coding::of_content(headers.get(CONTENT_ENCODING))
-        .and_then(|coding| codec::decode(coding, raw, server.body_limit))
+        .and_then(|coding| codec::decode(coding, raw.join(), server.body_limit))
     {
         Ok(message) => message,
         Err(problem) => {

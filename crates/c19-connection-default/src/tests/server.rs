@@ -100,6 +100,36 @@ fn large_push() -> String {
     body
 }
 
+#[tokio::test]
+async fn a_large_push_arriving_in_many_reads_is_merged_whole() {
+    let (state, shared) = MemState::shared();
+    let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
+    let body = large_push();
+    // Written in small pieces, the body reaches the server in many chunks, joined off
+    // the async workers before the merge.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "PUT / HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.as_bytes().chunks(4096) {
+        stream.write_all(piece).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("no answer to the push")
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 204"), "{response}");
+    assert_eq!(state.len(), 20_000);
+    assert_eq!(state.value("key-19999"), Some(json!("x".repeat(40))));
+}
+
 /// Takes every merge turn of `server`.
 async fn take_every_turn(server: &TestServer) -> tokio::sync::OwnedSemaphorePermit {
     server
