@@ -18,9 +18,9 @@ use axum::{
     http::{HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use c19_core::{SafeState, Shutdown};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use tokio::sync::Semaphore;
 
@@ -137,14 +137,18 @@ async fn put(app: &App, request: Request) -> Result<Response> {
         .acquire()
         .await
         .map_err(|error| Error::Internal(error.to_string()))?;
-    let body = read_body(app, request.into_body()).await?;
+    let mut body = read_body(app, request.into_body()).await?.aggregate();
+    let length = body.remaining();
     // A large batch is applied on the blocking pool, without taking a turn: it parks no
-    // worker, and small writes wait for the state either way.
-    let applied = if body.len() <= INLINE_SET_BYTES {
-        app.writes.set(&app.state, body).await?
+    // worker, and small writes wait for the state either way. Its chunks are joined
+    // there too: copying megabytes would stall this worker's other requests.
+    let applied = if length <= INLINE_SET_BYTES {
+        app.writes
+            .set(&app.state, body.copy_to_bytes(length))
+            .await?
     } else {
         let state = app.state.clone();
-        tokio::task::spawn_blocking(move || state.set(&body))
+        tokio::task::spawn_blocking(move || state.set(&body.copy_to_bytes(length)))
             .await
             .map_err(|error| Error::Internal(error.to_string()))??
     };
@@ -152,8 +156,9 @@ async fn put(app: &App, request: Request) -> Result<Response> {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The whole body, refused past `body_limit` bytes or `body_timeout`.
-async fn read_body(app: &App, body: Body) -> Result<Bytes> {
+/// The whole body, in the chunks it arrived in; refused past `body_limit` bytes or
+/// `body_timeout`.
+async fn read_body(app: &App, body: Body) -> Result<Collected<Bytes>> {
     let collected = tokio::time::timeout(
         app.body_timeout,
         Limited::new(body, app.body_limit).collect(),
@@ -163,7 +168,7 @@ async fn read_body(app: &App, body: Body) -> Result<Bytes> {
         millis: app.body_timeout.as_millis(),
     })?;
     match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => Ok(collected),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Error::TooLarge {
             limit: app.body_limit,
         }),
