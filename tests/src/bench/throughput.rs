@@ -132,6 +132,13 @@ pub async fn run(
         .note(format!(
             "c19-bench-floor reading each body without parsing it, {how}"
         )),
+        Figure::new(
+            scenario,
+            "GET latency p99 of a bare HTTP server",
+            floor.as_ref().map(|(get, _)| get.p99_ms),
+            Unit::Ms,
+        )
+        .note("the tail that scheduling alone gives on this machine, at full load"),
     ]);
     outcome
         .figures
@@ -233,18 +240,25 @@ async fn merge(api: &Api, solo: &Solo, keys: usize, scenario: &str) -> Result<Ve
         .map_err(|error| Error::Tool(format!("load: {error}")))??;
     let how = merged?;
     let (from, to) = (micros(start - began), micros(end - began));
-    let mut during: Vec<f64> = samples
-        .iter()
-        .filter(|s| s.ok && s.start_us >= from && s.start_us <= to)
-        .map(|s| s.latency_us as f64 / 1000.0)
-        .collect();
-    during.sort_by(f64::total_cmp);
+    let latencies = |from: u64, to: u64| {
+        let mut window: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.ok && s.start_us >= from && s.start_us <= to)
+            .map(|s| s.latency_us as f64 / 1000.0)
+            .collect();
+        window.sort_by(f64::total_cmp);
+        window
+    };
+    let during = latencies(from, to);
+    // The same load over the last 300 ms before the merge: what the merge adds.
+    let before = latencies(from.saturating_sub(300_000), from.saturating_sub(1));
     let failed = samples
         .iter()
         .filter(|s| !s.ok && s.start_us >= from && s.start_us <= to)
         .count();
     let merge_ms = (end - start).as_secs_f64() * 1000.0;
     let p99 = (!during.is_empty()).then(|| percentile(&during, 99.0));
+    let p99_before = (!before.is_empty()).then(|| percentile(&before, 99.0));
     Ok(vec![
         Figure::new(scenario, &format!("GET p99 during a {keys}-key merge"), p99, Unit::Ms)
             .target(Target::at_most(5.0, "issue 3"))
@@ -252,6 +266,12 @@ async fn merge(api: &Api, solo: &Solo, keys: usize, scenario: &str) -> Result<Ve
                 "{} GETs ({failed} failed) started during the merge (built-in generator, {CONNECTIONS} connections)",
                 during.len()
             )),
+        Figure::new(scenario, "GET p99 just before the merge", p99_before, Unit::Ms).note(
+            format!(
+                "{} GETs of the same load in the 300 ms before the merge began",
+                before.len()
+            ),
+        ),
         Figure::new(scenario, &format!("{keys}-key merge through the peer port"), Some(merge_ms), Unit::Ms)
             .note(format!("PUT on the peer port, {how}, while loaded with GETs")),
     ])
