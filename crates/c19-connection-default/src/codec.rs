@@ -21,6 +21,11 @@ const MIN_COMPRESSED: usize = 1024;
 /// zstd's level: fast, and several times smaller for JSON.
 const ZSTD_LEVEL: i32 = 3;
 
+/// Messages from this size on are compressed on the blocking pool: zstd takes
+/// milliseconds per megabyte, which on an async worker would stall every request queued
+/// on it (the agent's own included: both layers share the runtime).
+const BLOCKING_BYTES: usize = 64 << 10;
+
 /// A content coding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Coding {
@@ -46,6 +51,9 @@ pub(crate) enum CodecError {
         #[source]
         source: std::io::Error,
     },
+    /// The decoder did not finish (it panicked).
+    #[error("decoding failed: {0}")]
+    Failed(String),
 }
 
 impl Coding {
@@ -107,6 +115,35 @@ pub(crate) fn encode(coding: Option<Coding>, body: Bytes) -> (Bytes, Option<Codi
         }
         _ => (body, None),
     }
+}
+
+/// [`encode`], on the blocking pool for a large `body`.
+pub(crate) async fn encode_off_worker(
+    coding: Option<Coding>,
+    body: Bytes,
+) -> (Bytes, Option<Coding>) {
+    if coding.is_none() || body.len() < BLOCKING_BYTES {
+        return encode(coding, body);
+    }
+    let unchanged = body.clone();
+    tokio::task::spawn_blocking(move || encode(coding, body))
+        .await
+        .unwrap_or((unchanged, None))
+}
+
+/// [`decode`], on the blocking pool for a compressed `body` (a small one may still
+/// decode into megabytes).
+pub(crate) async fn decode_off_worker(
+    coding: Option<Coding>,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, CodecError> {
+    if coding.is_none() {
+        return Ok(body);
+    }
+    tokio::task::spawn_blocking(move || decode(coding, body, limit))
+        .await
+        .unwrap_or_else(|failure| Err(CodecError::Failed(failure.to_string())))
 }
 
 /// `body` decoded from `coding`, unless it would exceed `limit` bytes.
@@ -174,6 +211,29 @@ mod tests {
             decode(coding, packed, json.len() - 1),
             Err(CodecError::TooLarge(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn large_messages_are_coded_off_the_workers_the_same_way() {
+        let json = Bytes::from("{\"key\":{\"value\":\"some value\",\"ts\":1},".repeat(4000));
+        assert!(json.len() >= BLOCKING_BYTES);
+        let (packed, coding) = encode_off_worker(Some(Coding::Zstd), json.clone()).await;
+        assert_eq!(
+            (packed.clone(), coding),
+            encode(Some(Coding::Zstd), json.clone())
+        );
+        assert_eq!(
+            decode_off_worker(coding, packed.clone(), json.len())
+                .await
+                .unwrap(),
+            json
+        );
+        assert!(matches!(
+            decode_off_worker(coding, packed, json.len() - 1).await,
+            Err(CodecError::TooLarge(_))
+        ));
+        let plain = decode_off_worker(None, json.clone(), 1).await.unwrap();
+        assert_eq!(plain, json);
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl PeerClient {
         coding: Option<Coding>,
     ) -> Result<Reply> {
         let _permit = self.permits.acquire().await;
-        let (body, coding) = codec::encode(coding, message);
+        let (body, coding) = codec::encode_off_worker(coding, message).await;
         let sent = body.len();
         let mut request = self
             .http
@@ -73,7 +73,8 @@ impl PeerClient {
                 let encoding = content_coding(response.headers())?;
                 let raw = read_limited(response, self.body_limit).await?;
                 let received = raw.len();
-                let body = codec::decode(encoding, raw, self.body_limit)
+                let body = codec::decode_off_worker(encoding, raw, self.body_limit)
+                    .await
                     .map_err(|error| Error::Decode(error.to_string()))?;
                 Ok(Reply {
                     body,

@@ -41,31 +41,45 @@ pub(crate) async fn exchange(
         }
     };
     let received = raw.len();
-    let message = match Coding::of_content(headers.get(CONTENT_ENCODING))
-        .and_then(|coding| codec::decode(coding, raw.join(), server.body_limit))
-    {
-        Ok(message) => message,
+    let decoding = match Coding::of_content(headers.get(CONTENT_ENCODING)) {
+        Ok(coding) => coding,
         Err(problem) => {
             server.stats.refused(received);
-            let status = match problem {
-                CodecError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                CodecError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                CodecError::Corrupt { .. } => StatusCode::BAD_REQUEST,
-            };
-            return advertise(error(status, problem.to_string()));
+            let (status, message) = decode_error(&problem);
+            return advertise(error(status, message));
         }
     };
-    let state = server.state.clone();
-    let max = server.max_message_bytes;
+    let encoding = Coding::choose(headers.get(ACCEPT_ENCODING));
+    let (state, limit, max) = (
+        server.state.clone(),
+        server.body_limit,
+        server.max_message_bytes,
+    );
     // The semaphore is never closed; should it be, answering without a turn is safe.
     let turn = server.merges.clone().acquire_owned().await.ok();
+    // Joining, decompressing, answering and compressing a message of megabytes each take
+    // milliseconds: all of it runs on the blocking pool, never on an async worker.
     let answering = move || {
-        let answer = state.sync_answer(&message, max);
+        let message =
+            codec::decode(decoding, raw.join(), limit).map_err(|problem| decode_error(&problem))?;
+        let answer = state.sync_answer(&message, max).map_err(|refusal| {
+            tracing::debug!("refused an exchange message: {refusal}");
+            let status = match refusal {
+                StateError::Invalid(_) => StatusCode::BAD_REQUEST,
+                StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+                StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, refusal.to_string())
+        });
         drop(turn);
-        answer
+        Ok(codec::encode(encoding, answer?))
     };
-    let answer = match tokio::task::spawn_blocking(answering).await {
-        Ok(answer) => answer,
+    let (body, coding) = match tokio::task::spawn_blocking(answering).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err((status, message))) => {
+            server.stats.refused(received);
+            return advertise(error(status, message));
+        }
         Err(failure) => {
             server.stats.refused(received);
             return advertise(error(
@@ -74,24 +88,10 @@ pub(crate) async fn exchange(
             ));
         }
     };
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(refusal) => {
-            server.stats.refused(received);
-            tracing::debug!("refused an exchange message: {refusal}");
-            let status = match refusal {
-                StateError::Invalid(_) => StatusCode::BAD_REQUEST,
-                StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-                StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            return advertise(error(status, refusal.to_string()));
-        }
-    };
-    if answer.is_empty() {
+    if body.is_empty() {
         server.stats.exchange_served(received, 0);
         return StatusCode::NO_CONTENT.into_response();
     }
-    let (body, coding) = codec::encode(Coding::choose(headers.get(ACCEPT_ENCODING)), answer);
     server.stats.exchange_served(received, body.len());
     let mut response = (
         [(CONTENT_TYPE, HeaderValue::from_static(MESSAGE_TYPE))],
@@ -104,6 +104,17 @@ pub(crate) async fn exchange(
             .insert(CONTENT_ENCODING, coding.header_value());
     }
     advertise(response)
+}
+
+/// The status and message for a body that cannot be decoded.
+fn decode_error(problem: &CodecError) -> (StatusCode, String) {
+    let status = match problem {
+        CodecError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        CodecError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        CodecError::Corrupt { .. } => StatusCode::BAD_REQUEST,
+        CodecError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, problem.to_string())
 }
 
 /// Says which request codings this agent reads (RFC 7694).
