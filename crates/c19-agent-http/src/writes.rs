@@ -4,17 +4,23 @@
 //! and frees the one it replaced; with many clients writing one key each, that fixed
 //! cost is most of a `PUT`. So a small `PUT` queues its body and yields once: by the
 //! time it runs again, the requests that became ready meanwhile have queued theirs,
-//! and the first of them to take the write turn applies the whole queue with one
+//! and the first of them to take the write turn applies the queue with one
 //! [`State::set_all`] — each body still validated and applied all-or-nothing on its
-//! own, each answered with its own result. A lone writer waits one scheduler pass.
+//! own, each answered with its own result. A group holds at most 64 KiB of bodies (the
+//! rest waits for the next turn), so no group holds a worker longer than one body of the
+//! largest size applied inline. A lone writer waits one scheduler pass.
 
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use c19_core::{Applied, SafeState, StateError, StateValue};
-use tokio::sync::oneshot;
+use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use crate::error::{Error, Result};
+
+/// At most this many bytes of bodies are applied in one group (at least one body): the
+/// group is applied on an async worker, which serves nothing else meanwhile.
+const GROUP_BYTES: usize = 64 * 1024;
 
 /// The queue of small writes and the turn that applies it.
 #[derive(Debug, Default)]
@@ -43,24 +49,33 @@ impl Writes {
     /// Applies `body` to `state` together with the other small writes queued at the
     /// same time; returns once it is applied (or refused).
     pub async fn set(&self, state: &SafeState, body: Bytes) -> Result<Applied> {
-        let (done, result) = oneshot::channel();
+        let (done, mut result) = oneshot::channel();
         let mut ticket = self.enqueue(body, done);
-        tokio::task::yield_now().await;
-        {
-            let _turn = self.turn.lock().await;
-            let queued = std::mem::take(&mut self.lock().waiting);
-            if !queued.is_empty() {
-                apply(state, queued);
+        loop {
+            tokio::task::yield_now().await;
+            {
+                let _turn = self.turn.lock().await;
+                let queued = self.take_group();
+                if !queued.is_empty() {
+                    apply(state, queued);
+                }
             }
-        }
-        // This body was applied under the turn just taken or an earlier one.
-        ticket.answered = true;
-        match result.await {
-            Ok(applied) => Ok(applied?),
-            // Only a state whose `set_all` answers fewer results than writes does this.
-            Err(_) => Err(Error::Internal(
-                "the state gave no result for a write".into(),
-            )),
+            // Unless it is still queued behind a full group, this body was applied
+            // under the turn just taken or an earlier one.
+            match result.try_recv() {
+                Ok(applied) => {
+                    ticket.answered = true;
+                    return Ok(applied?);
+                }
+                Err(TryRecvError::Empty) => continue,
+                // Only a state whose `set_all` answers fewer results than writes does this.
+                Err(TryRecvError::Closed) => {
+                    ticket.answered = true;
+                    return Err(Error::Internal(
+                        "the state gave no result for a write".into(),
+                    ));
+                }
+            }
         }
     }
 
@@ -84,6 +99,23 @@ impl Writes {
             id,
             answered: false,
         }
+    }
+
+    /// The oldest queued writes, up to [`GROUP_BYTES`] of bodies (at least one).
+    fn take_group(&self) -> Vec<Queued> {
+        let mut queue = self.lock();
+        let mut bytes = 0;
+        let count = queue
+            .waiting
+            .iter()
+            .take_while(|queued| {
+                bytes += queued.body.len();
+                bytes <= GROUP_BYTES
+            })
+            .count()
+            .max(1)
+            .min(queue.waiting.len());
+        queue.waiting.drain(..count).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -210,6 +242,25 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(recorder.calls.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_group_holds_at_most_its_size_and_the_rest_follows() {
+        let recorder = Arc::new(Recorder::default());
+        let state: SafeState = recorder.clone();
+        let writes = Writes::default();
+        let body = |tag: char| Bytes::from(tag.to_string().repeat(GROUP_BYTES / 2 - 10));
+        let results =
+            join_all(['a', 'b', 'c', 'd', 'e'].map(|tag| writes.set(&state, body(tag)))).await;
+        assert!(results.iter().all(Result::is_ok));
+        let groups: Vec<String> = recorder
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|call| call.iter().map(|body| &body[..1]).collect())
+            .collect();
+        assert_eq!(groups, ["ab", "cd", "e"]);
     }
 
     #[tokio::test]
