@@ -91,6 +91,7 @@ pub mod error;
 mod exchange;
 mod incoming;
 mod observe;
+mod pace;
 mod record;
 mod slot;
 mod state;

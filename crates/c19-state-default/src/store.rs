@@ -40,6 +40,7 @@ use crate::{
     exchange::meta::SyncMeta,
     incoming::Incoming,
     observe::Observers,
+    pace::Pacer,
     record::Record,
     slot::{HashEdge, Probe, Slot, key_hash},
 };
@@ -190,8 +191,10 @@ impl Store {
         let mut prepared = Vec::with_capacity(batches.iter().map(|batch| batch.len()).sum());
         {
             let snapshot = self.current.load_full();
+            let mut pacer = Pacer::default();
             for (index, batch) in batches.iter().enumerate() {
                 for incoming in *batch {
+                    pacer.tick();
                     let Some(ts) = incoming.ts else {
                         prepared.push((index, Prepared::Local(incoming)));
                         continue;
@@ -258,8 +261,10 @@ impl Store {
         let mut stored = self.observers.collector();
         let mut applied = 0;
         let count = prepared.len();
+        let mut pacer = Pacer::default();
         for (position, (index, prepared)) in prepared.into_iter().enumerate() {
             self.checkpoint(position, count);
+            pacer.tick();
             let seq = next.head + 1;
             let (record, held) = match prepared {
                 Prepared::Local(incoming) => {

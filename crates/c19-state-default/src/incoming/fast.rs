@@ -17,6 +17,7 @@ use serde::{
 use serde_json::{Value, value::RawValue};
 
 use super::{Incoming, check_key};
+use crate::pace::Pacer;
 
 /// One entry as written, its fields not interpreted yet (`None`: absent; a JSON
 /// `null` is `Some`, as the tree path tells them apart).
@@ -53,8 +54,10 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(1));
+                let mut pacer = Pacer::default();
                 while let Some(entry) = map.next_entry::<&'de str, RawEntry<'de>>()? {
                     entries.push(entry);
+                    pacer.tick();
                 }
                 Ok(Entries(entries))
             }
@@ -73,9 +76,13 @@ pub(super) fn parse(input: &[u8], default_ttl: Option<u64>) -> Option<Vec<Incomi
             return None;
         }
     }
+    let mut pacer = Pacer::default();
     entries
         .into_iter()
-        .map(|(key, entry)| incoming(key, &entry, default_ttl))
+        .map(|(key, entry)| {
+            pacer.tick();
+            incoming(key, &entry, default_ttl)
+        })
         .collect()
 }
 
