@@ -105,6 +105,9 @@ async fn run(cli: &Cli, config: Config) -> Result<(), c19_core::Error> {
         let listener = telemetry::bind(&config.spec.telemetry)
             .await
             .map_err(c19_core::Error::Telemetry)?;
+        if let Some(metrics) = &metrics {
+            tokio::spawn(telemetry::keep_up(metrics.clone(), telemetry_stop.clone()));
+        }
         tokio::spawn(telemetry::serve(listener, metrics, telemetry_stop.clone()));
     }
     let result = c19_core::run(config).await;

@@ -10,6 +10,8 @@ use axum::{
 };
 use c19_core::{LayerError, Shutdown, TelemetryConfig, health};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 
 /// Latency buckets, in seconds: from a fast local read (100 µs) to a slow peer (10 s).
@@ -30,6 +32,30 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
         Err(error) => {
             tracing::warn!(%error, "metrics are disabled");
             None
+        }
+    }
+}
+
+/// How often recorded samples are folded into the exported histograms.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every [`UPKEEP_INTERVAL`] until
+/// `shutdown` is cancelled. The recorder keeps every sample until then, and only a scrape
+/// or an upkeep frees them: an agent nobody scrapes grew by about 20 bytes a request
+/// (18 MB for 850k GETs) without this.
+pub async fn keep_up(metrics: PrometheusHandle, shutdown: Shutdown) {
+    every(UPKEEP_INTERVAL, shutdown, move || metrics.run_upkeep()).await;
+}
+
+/// Calls `upkeep` every `interval` until `shutdown` is cancelled.
+async fn every(interval: Duration, shutdown: Shutdown, upkeep: impl Fn()) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // After a stall one upkeep catches up with everything; a burst would add nothing.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => upkeep(),
+            () = shutdown.cancelled() => return,
         }
     }
 }
@@ -82,4 +108,30 @@ async fn readyz() -> impl IntoResponse {
         status,
         Json(serde_json::json!({ "ready": ready, "components": components })),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn upkeep_runs_every_interval_until_shutdown() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let shutdown = Shutdown::new();
+        let counted = runs.clone();
+        let task = tokio::spawn(every(UPKEEP_INTERVAL, shutdown.clone(), move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }));
+        tokio::time::sleep(UPKEEP_INTERVAL * 3 + UPKEEP_INTERVAL / 2).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        shutdown.cancel();
+        task.await.unwrap();
+        tokio::time::sleep(UPKEEP_INTERVAL * 2).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "no upkeep after shutdown");
+    }
 }
