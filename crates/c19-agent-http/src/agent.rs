@@ -14,7 +14,7 @@ use serde_with::{DisplayFromStr, PickFirst, serde_as};
 use tokio::net::TcpListener;
 
 use crate::{
-    listener::{LimitedListener, StreamControl},
+    listener::{LimitedListener, PerConnection},
     routes::router_until,
 };
 
@@ -90,8 +90,7 @@ pub async fn serve(
         config.max_connections.get(),
         Duration::from_millis(config.idle_timeout.get()),
     );
-    let app = router_until(state, config, shutdown.clone())
-        .into_make_service_with_connect_info::<StreamControl>();
+    let app = PerConnection(router_until(state, config, shutdown.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -9,12 +9,16 @@
 //! while a response streams, to notice a client that left). The write side still
 //! closes a stream whose client stopped reading.
 //!
-//! The read timer is moved lazily: reads and writes note the time, and the timer, when it
-//! fires, either closes the connection or re-arms itself that long after the last one. A
+//! The read side is timed in quarters of the timeout: reads and writes only raise a flag,
+//! and a timer firing every quarter closes the connection after four quarters in a row
+//! without it, so after between one and one and a quarter timeouts of silence. A
 //! keep-alive connection waits for every next request, and re-arming a timer at each
-//! wait (as `tokio-io-timeout` does) costs a visible share of a small `GET`.
+//! wait (as `tokio-io-timeout` does), or even reading the clock at each read and write,
+//! costs a visible share of a small `GET`.
 
 use std::{
+    convert::Infallible,
+    future::{Future, Ready, ready},
     io,
     net::SocketAddr,
     pin::Pin,
@@ -27,7 +31,9 @@ use std::{
 };
 
 use axum::{
-    extract::connect_info::Connected,
+    Router,
+    extract::Request,
+    response::Response,
     serve::{IncomingStream, Listener},
 };
 use tokio::{
@@ -36,6 +42,10 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep, sleep},
 };
+use tower_service::Service;
+
+/// The read timer's ticks in one idle timeout.
+const QUARTERS: u32 = 4;
 
 /// Accepts connections while fewer than the limit are open.
 #[derive(Debug)]
@@ -74,8 +84,9 @@ impl Listener for LimitedListener {
             stream,
             control: StreamControl::default(),
             idle_timeout: self.idle_timeout,
-            active_at: Instant::now(),
-            read_timer: Box::pin(sleep(self.idle_timeout)),
+            active: false,
+            silent_quarters: 0,
+            read_timer: Box::pin(sleep(self.idle_timeout / QUARTERS)),
             write_stalled: false,
             write_timer: Box::pin(sleep(self.idle_timeout)),
             _permit: permit,
@@ -94,9 +105,11 @@ pub struct Connection {
     stream: TcpStream,
     control: StreamControl,
     idle_timeout: Duration,
-    /// When a read or a write last went through.
-    active_at: Instant,
-    /// Fires at or before `active_at + idle_timeout`; re-armed when it fires early.
+    /// Whether a read or a write went through since the read timer last fired.
+    active: bool,
+    /// How many times in a row the read timer fired without activity.
+    silent_quarters: u32,
+    /// Fires every quarter of `idle_timeout` while a read waits.
     read_timer: Pin<Box<Sleep>>,
     /// Whether the last write found the socket full (the write timer then runs).
     write_stalled: bool,
@@ -112,26 +125,34 @@ impl Connection {
             return Poll::Pending;
         }
         while self.read_timer.as_mut().poll(cx).is_ready() {
-            let deadline = self.active_at + self.idle_timeout;
-            if Instant::now() >= deadline {
-                return Poll::Ready(Err(timed_out("no request")));
+            if std::mem::take(&mut self.active) {
+                self.silent_quarters = 0;
+            } else {
+                self.silent_quarters += 1;
+                if self.silent_quarters >= QUARTERS {
+                    return Poll::Ready(Err(timed_out("no request")));
+                }
             }
-            self.read_timer.as_mut().reset(deadline);
+            let quarter = self.idle_timeout / QUARTERS;
+            self.read_timer.as_mut().reset(Instant::now() + quarter);
         }
         Poll::Pending
     }
 
     /// Runs `write` on the stream, failing it when the socket stays full too long.
+    /// A flush (`sends` false) is no activity: hyper flushes at every wake of the
+    /// connection's task, the read timer's own wakes included.
     fn poll_write_with<T>(
         &mut self,
         cx: &mut Context<'_>,
+        sends: bool,
         write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         match write(Pin::new(&mut self.stream), cx) {
             Poll::Ready(result) => {
                 self.write_stalled = false;
                 // The client may take the whole timeout to send its next request.
-                self.active_at = Instant::now();
+                self.active |= sends;
                 Poll::Ready(result)
             }
             Poll::Pending => {
@@ -158,8 +179,7 @@ fn timed_out(what: &str) -> io::Error {
     )
 }
 
-/// A handle on one connection that its requests get (as `ConnectInfo`) when the router
-/// is served with `into_make_service_with_connect_info::<StreamControl>()`.
+/// A handle on one connection, kept by the service that answers its requests.
 #[derive(Debug, Clone, Default)]
 pub struct StreamControl(Arc<AtomicBool>);
 
@@ -174,9 +194,79 @@ impl StreamControl {
     }
 }
 
-impl Connected<IncomingStream<'_, LimitedListener>> for StreamControl {
-    fn connect_info(stream: IncomingStream<'_, LimitedListener>) -> Self {
-        stream.io().control.clone()
+/// Marks a response that starts a long-lived stream (a watch): the connection serving
+/// it is then exempt from the read side of the idle timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Streaming;
+
+/// Makes, for each accepted connection, a [`ConnectionService`] over `router`.
+#[derive(Debug, Clone)]
+pub(crate) struct PerConnection(pub Router);
+
+impl Service<IncomingStream<'_, LimitedListener>> for PerConnection {
+    type Response = ConnectionService;
+    type Error = Infallible;
+    type Future = Ready<Result<ConnectionService, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, incoming: IncomingStream<'_, LimitedListener>) -> Self::Future {
+        ready(Ok(ConnectionService {
+            router: self.0.clone(),
+            control: incoming.io().control.clone(),
+        }))
+    }
+}
+
+/// The router, serving one connection: a response marked [`Streaming`] marks the
+/// connection. (Handing each request the connection's handle as an extension, as
+/// `ConnectInfo` does, costs allocations on every request.)
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionService {
+    router: Router,
+    control: StreamControl,
+}
+
+impl Service<Request> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer<<Router as Service<Request>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Service::<Request>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        Answer {
+            inner: self.router.call(request),
+            control: self.control.clone(),
+        }
+    }
+}
+
+/// The answer of [`ConnectionService`].
+#[derive(Debug)]
+pub(crate) struct Answer<F> {
+    inner: F,
+    control: StreamControl,
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answered = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
+        if let Ok(response) = &answered
+            && response.extensions().get::<Streaming>().is_some()
+        {
+            self.control.streaming();
+        }
+        Poll::Ready(answered)
     }
 }
 
@@ -189,7 +279,7 @@ impl AsyncRead for Connection {
         let this = self.get_mut();
         match Pin::new(&mut this.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                this.active_at = Instant::now();
+                this.active = true;
                 Poll::Ready(result)
             }
             Poll::Pending => this.poll_read_idle(cx),
@@ -204,7 +294,7 @@ impl AsyncWrite for Connection {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.get_mut()
-            .poll_write_with(cx, |stream, cx| stream.poll_write(cx, buf))
+            .poll_write_with(cx, true, |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -213,7 +303,7 @@ impl AsyncWrite for Connection {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.get_mut()
-            .poll_write_with(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
+            .poll_write_with(cx, true, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -222,12 +312,12 @@ impl AsyncWrite for Connection {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut()
-            .poll_write_with(cx, |stream, cx| stream.poll_flush(cx))
+            .poll_write_with(cx, false, |stream, cx| stream.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut()
-            .poll_write_with(cx, |stream, cx| stream.poll_shutdown(cx))
+            .poll_write_with(cx, false, |stream, cx| stream.poll_shutdown(cx))
     }
 }
 
@@ -261,6 +351,24 @@ mod tests {
             .expect("the silent connection was not timed out");
         assert_eq!(read.unwrap_err().kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= IDLE);
+    }
+
+    #[tokio::test]
+    async fn flushes_at_each_wake_are_no_activity() {
+        let (mut connection, _client) = pair().await;
+        let mut buf = [0u8; 8];
+        // As hyper does: every wake of the task flushes, then reads.
+        let read = tokio::time::timeout(
+            Duration::from_secs(30),
+            std::future::poll_fn(|cx| {
+                let _ = Pin::new(&mut connection).poll_flush(cx);
+                let mut buf = ReadBuf::new(&mut buf);
+                Pin::new(&mut connection).poll_read(cx, &mut buf)
+            }),
+        )
+        .await
+        .expect("the silent connection was not timed out");
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test]

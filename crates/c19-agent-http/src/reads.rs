@@ -94,7 +94,7 @@ pub(crate) async fn read(
             Ok(_) if query.last_event_id.is_some() => Err(Error::BadQuery(
                 "last_event_id applies to watches (add watch=true)".to_owned(),
             )),
-            Ok(limit) => list(state, prefix, limit).await,
+            Ok(limit) => Box::pin(list(state, prefix, limit)).await,
             Err(error) => Err(error),
         };
         return (Read::List, result);

@@ -14,7 +14,7 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    extract::{ConnectInfo, Request, State},
+    extract::{Request, State},
     http::{HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -27,7 +27,7 @@ use tokio::sync::Semaphore;
 use crate::{
     HttpAgent,
     error::{Error, Result},
-    listener::StreamControl,
+    listener::Streaming,
     reads::read,
     request_metrics::{RequestMetrics, Route},
     writes::Writes,
@@ -85,18 +85,19 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
             let (read, result) =
                 read(&app.state, &app.shutdown, request.uri(), request.headers()).await;
             route = read.into();
-            if route == Route::Watch && result.is_ok() {
+            if route == Route::Watch {
                 // A stream stays silent for long: the idle timeout must not cut it.
-                if let Some(ConnectInfo(control)) =
-                    request.extensions().get::<ConnectInfo<StreamControl>>()
-                {
-                    control.streaming();
-                }
+                result.map(|mut response| {
+                    response.extensions_mut().insert(Streaming);
+                    response
+                })
+            } else {
+                result
             }
-            result
         }
-        Method::PUT => put(&app, request).await,
-        Method::DELETE => delete(&app, request.uri()).await,
+        // Boxed: their futures are large, and a `GET` would carry their size too.
+        Method::PUT => Box::pin(put(&app, request)).await,
+        Method::DELETE => Box::pin(delete(&app, request.uri())).await,
         _ => Err(Error::MethodNotAllowed {
             message: "use GET /<key>, GET /?prefix=P, PUT / or DELETE /<key>",
             allow: "GET, HEAD, PUT, DELETE",
