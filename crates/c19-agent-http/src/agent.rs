@@ -13,10 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 use tokio::net::TcpListener;
 
-use crate::{
-    listener::{LimitedListener, PerConnection},
-    routes::router_until,
-};
+use crate::{listener::LimitedListener, routes::app, service::PerConnection};
 
 /// The `Default` agent: the HTTP API on `address:port`.
 #[serde_as]
@@ -90,7 +87,7 @@ pub async fn serve(
         config.max_connections.get(),
         Duration::from_millis(config.idle_timeout.get()),
     );
-    let app = PerConnection(router_until(state, config, shutdown.clone()));
+    let app = PerConnection(app(state, config, shutdown.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

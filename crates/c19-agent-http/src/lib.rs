@@ -44,6 +44,7 @@ pub mod listener;
 mod reads;
 mod request_metrics;
 mod routes;
+mod service;
 mod watch;
 mod writes;
 

@@ -17,8 +17,6 @@
 //! costs a visible share of a small `GET`.
 
 use std::{
-    convert::Infallible,
-    future::{Future, Ready, ready},
     io,
     net::SocketAddr,
     pin::Pin,
@@ -30,19 +28,13 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    Router,
-    extract::Request,
-    response::Response,
-    serve::{IncomingStream, Listener},
-};
+use axum::serve::Listener;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep, sleep},
 };
-use tower_service::Service;
 
 /// The read timer's ticks in one idle timeout.
 const QUARTERS: u32 = 4;
@@ -103,7 +95,7 @@ impl Listener for LimitedListener {
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
-    control: StreamControl,
+    pub(crate) control: StreamControl,
     idle_timeout: Duration,
     /// Whether a read or a write went through since the read timer last fired.
     active: bool,
@@ -189,84 +181,8 @@ impl StreamControl {
         self.0.store(true, Ordering::Relaxed);
     }
 
-    fn is_streaming(&self) -> bool {
+    pub(crate) fn is_streaming(&self) -> bool {
         self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Marks a response that starts a long-lived stream (a watch): the connection serving
-/// it is then exempt from the read side of the idle timeout.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Streaming;
-
-/// Makes, for each accepted connection, a [`ConnectionService`] over `router`.
-#[derive(Debug, Clone)]
-pub(crate) struct PerConnection(pub Router);
-
-impl Service<IncomingStream<'_, LimitedListener>> for PerConnection {
-    type Response = ConnectionService;
-    type Error = Infallible;
-    type Future = Ready<Result<ConnectionService, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, incoming: IncomingStream<'_, LimitedListener>) -> Self::Future {
-        ready(Ok(ConnectionService {
-            router: self.0.clone(),
-            control: incoming.io().control.clone(),
-        }))
-    }
-}
-
-/// The router, serving one connection: a response marked [`Streaming`] marks the
-/// connection. (Handing each request the connection's handle as an extension, as
-/// `ConnectInfo` does, costs allocations on every request.)
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectionService {
-    router: Router,
-    control: StreamControl,
-}
-
-impl Service<Request> for ConnectionService {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Answer<<Router as Service<Request>>::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Service::<Request>::poll_ready(&mut self.router, cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        Answer {
-            inner: self.router.call(request),
-            control: self.control.clone(),
-        }
-    }
-}
-
-/// The answer of [`ConnectionService`].
-#[derive(Debug)]
-pub(crate) struct Answer<F> {
-    inner: F,
-    control: StreamControl,
-}
-
-impl<F> Future for Answer<F>
-where
-    F: Future<Output = Result<Response, Infallible>> + Unpin,
-{
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let answered = std::task::ready!(Pin::new(&mut self.inner).poll(cx));
-        if let Ok(response) = &answered
-            && response.extensions().get::<Streaming>().is_some()
-        {
-            self.control.streaming();
-        }
-        Poll::Ready(answered)
     }
 }
 

@@ -27,9 +27,9 @@ use tokio::sync::Semaphore;
 use crate::{
     HttpAgent,
     error::{Error, Result},
-    listener::Streaming,
     reads::read,
     request_metrics::{RequestMetrics, Route},
+    service::Streaming,
     writes::Writes,
 };
 
@@ -43,7 +43,7 @@ const CONCURRENT_PUTS: usize = 32;
 
 /// What every request handler shares.
 #[derive(Debug)]
-struct App {
+pub(crate) struct App {
     state: SafeState,
     body_limit: usize,
     body_timeout: Duration,
@@ -64,7 +64,14 @@ pub fn router(state: SafeState, config: &HttpAgent) -> Router {
 
 /// [`router`], whose watch streams end when `shutdown` is cancelled.
 pub fn router_until(state: SafeState, config: &HttpAgent, shutdown: Shutdown) -> Router {
-    let app = Arc::new(App {
+    Router::new()
+        .fallback(handle)
+        .with_state(app(state, config, shutdown))
+}
+
+/// What the handler needs, for [`answer`].
+pub(crate) fn app(state: SafeState, config: &HttpAgent, shutdown: Shutdown) -> Arc<App> {
+    Arc::new(App {
         state,
         body_limit: config.body_limit,
         body_timeout: Duration::from_millis(config.idle_timeout.get()),
@@ -72,11 +79,15 @@ pub fn router_until(state: SafeState, config: &HttpAgent, shutdown: Shutdown) ->
         writes: Writes::default(),
         shutdown,
         metrics: RequestMetrics::default(),
-    });
-    Router::new().fallback(handle).with_state(app)
+    })
 }
 
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    answer(app, request).await
+}
+
+/// Answers any request of the API.
+pub(crate) async fn answer(app: Arc<App>, request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let mut route = Route::of_path(request.uri().path());

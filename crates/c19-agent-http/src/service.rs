@@ -1,0 +1,93 @@
+//! The service that answers the requests of one connection.
+//!
+//! It calls the agent's handler directly rather than through an axum `Router`: the API
+//! has a single handler for every path, and the router's layers (route lookup, handler
+//! service, response mapping) were a visible share of a small `GET`. [`crate::router`]
+//! wraps the same handler for callers that want a `Router`.
+
+use std::{
+    convert::Infallible,
+    future::{Ready, ready},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{extract::Request, response::Response, serve::IncomingStream};
+use futures::future::BoxFuture;
+use tower_service::Service;
+
+use crate::{
+    listener::{LimitedListener, StreamControl},
+    routes::{App, answer},
+};
+
+/// Marks a response that starts a long-lived stream (a watch): the connection serving
+/// it is then exempt from the read side of the idle timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Streaming;
+
+/// Makes, for each accepted connection, a [`ConnectionService`].
+#[derive(Debug, Clone)]
+pub(crate) struct PerConnection(pub Arc<App>);
+
+impl Service<IncomingStream<'_, LimitedListener>> for PerConnection {
+    type Response = ConnectionService;
+    type Error = Infallible;
+    type Future = Ready<Result<ConnectionService, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, incoming: IncomingStream<'_, LimitedListener>) -> Self::Future {
+        ready(Ok(ConnectionService {
+            app: self.0.clone(),
+            control: incoming.io().control.clone(),
+        }))
+    }
+}
+
+/// Answers one connection's requests; a response marked [`Streaming`] marks the
+/// connection. (Handing each request the connection's handle as an extension, as
+/// `ConnectInfo` does, costs allocations on every request.)
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionService {
+    app: Arc<App>,
+    control: StreamControl,
+}
+
+impl Service<Request> for ConnectionService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        Answer {
+            inner: Box::pin(answer(self.app.clone(), request)),
+            control: self.control.clone(),
+        }
+    }
+}
+
+/// The answer of [`ConnectionService`].
+pub(crate) struct Answer {
+    inner: BoxFuture<'static, Response>,
+    control: StreamControl,
+}
+
+impl Future for Answer {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = std::task::ready!(self.inner.as_mut().poll(cx));
+        if response.extensions().get::<Streaming>().is_some() {
+            self.control.streaming();
+        }
+        Poll::Ready(Ok(response))
+    }
+}
