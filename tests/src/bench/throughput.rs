@@ -24,6 +24,8 @@ const PUT_KEYS: usize = 10_000;
 /// Connections of every load (the issue's `wrk -t2 -c32`).
 const CONNECTIONS: usize = 32;
 const THREADS: usize = 2;
+/// Rounds of each load, alternating between the agent and the bare server.
+const ROUNDS: u32 = 3;
 
 /// Measures GET and PUT throughput for `duration` each, then GET latency during a
 /// merge of `merge_keys` keys.
@@ -41,14 +43,26 @@ pub async fn run(
 
     let scenario = "agent (1 agent)";
     let how = match generator {
-        Generator::Wrk(_) => format!("wrk -t{THREADS} -c{CONNECTIONS} -d{}s", duration.as_secs()),
+        Generator::Wrk(_) => format!(
+            "median of {ROUNDS} rounds of wrk -t{THREADS} -c{CONNECTIONS} -d{}s",
+            (duration / ROUNDS).as_secs().max(1)
+        ),
         Generator::BuiltIn => format!(
-            "built-in, {CONNECTIONS} connections, {} s",
-            duration.as_secs()
+            "median of {ROUNDS} rounds of the built-in load, {CONNECTIONS} connections, {} s",
+            (duration / ROUNDS).as_secs().max(1)
         ),
     };
-    let get = get_load(generator, &agent, duration).await?;
-    let put = put_load(generator, &agent, duration).await?;
+    // The bare HTTP server takes the same loads in alternate rounds, so that both see
+    // the same machine: it is shared, and its speed drifts by a quarter over minutes.
+    let floor = match Floor::binary() {
+        Some(binary) => Some(Floor::start(&binary).await?),
+        None => None,
+    };
+    let floor_url = floor.as_ref().map(|floor| floor.url.as_str());
+    let round = duration / ROUNDS;
+    let (get, floor_get) = rounds(Load::Get, generator, &agent, floor_url, round).await?;
+    let (put, floor_put) = rounds(Load::Put, generator, &agent, floor_url, round).await?;
+    drop(floor);
     let put_key = key("put", PUT_KEYS / 2);
     if api.value(&agent, &put_key).await?.is_none() {
         return Err(Error::Answer {
@@ -56,16 +70,7 @@ pub async fn run(
             detail: "a key written by the PUT load is missing".into(),
         });
     }
-    // The same loads on a bare HTTP server: what this machine allows.
-    let floor = match Floor::binary() {
-        Some(binary) => {
-            let floor = Floor::start(&binary).await?;
-            let get = get_load(generator, &floor.url, duration).await?;
-            let put = put_load(generator, &floor.url, duration).await?;
-            Some((get, put))
-        }
-        None => None,
-    };
+    let floor = floor_get.zip(floor_put);
     let of_floor = |result: &LoadResult, floor: Option<&LoadResult>| match floor {
         Some(floor) if floor.per_second > 0.0 => format!(
             "; {:.0}% of the bare server's {:.1}k",
@@ -144,6 +149,48 @@ pub async fn run(
         .figures
         .extend(merge(&api, &solo, merge_keys, scenario).await?);
     Ok(outcome)
+}
+
+/// The loads measured in rounds.
+#[derive(Debug, Clone, Copy)]
+enum Load {
+    Get,
+    Put,
+}
+
+/// Runs `load` on the agent and on the floor (if any) in [`ROUNDS`] alternating rounds;
+/// the median round of each by throughput (its latencies with it).
+async fn rounds(
+    load: Load,
+    generator: &Generator,
+    agent: &str,
+    floor: Option<&str>,
+    round: Duration,
+) -> Result<(LoadResult, Option<LoadResult>)> {
+    let run = async |url| match load {
+        Load::Get => get_load(generator, url, round).await,
+        Load::Put => put_load(generator, url, round).await,
+    };
+    let (mut agent_rounds, mut floor_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        agent_rounds.push(run(agent).await?);
+        if let Some(floor) = floor {
+            floor_rounds.push(run(floor).await?);
+        }
+    }
+    Ok((
+        median_round(agent_rounds),
+        (!floor_rounds.is_empty()).then(|| median_round(floor_rounds)),
+    ))
+}
+
+/// The round of median throughput; failures are summed over all rounds.
+fn median_round(mut rounds: Vec<LoadResult>) -> LoadResult {
+    let failed = rounds.iter().map(|round| round.failed).sum();
+    rounds.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    let mut median = rounds.swap_remove(rounds.len() / 2);
+    median.failed = failed;
+    median
 }
 
 async fn get_load(generator: &Generator, agent: &str, duration: Duration) -> Result<LoadResult> {
