@@ -55,9 +55,10 @@ pub(crate) struct App {
     metrics: RequestMetrics,
 }
 
-/// The agent's routes over `state`, limited as `config` says. Serve it with
-/// [`crate::serve`], or with `axum::serve` in tests (watch streams then end only when
-/// their client leaves).
+/// The agent's API over `state`, limited as `config` says, as a `Router` to serve with
+/// `axum::serve` or to nest in another app (watch streams then end only when their client
+/// leaves, and connections have no idle timeout). [`crate::serve`] serves the same
+/// handler with both.
 pub fn router(state: SafeState, config: &HttpAgent) -> Router {
     router_until(state, config, Shutdown::new())
 }
