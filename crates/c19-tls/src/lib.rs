@@ -13,7 +13,7 @@
 //! - [`Acceptor`]: TLS (and, in [`Mode::Permissive`], plaintext told apart by the first
 //!   byte) on an accepted connection, or a [`Refusal`] with a [`Reason`] to count.
 //!   [`RefusalLog`] keeps the log to one line a minute per remote address.
-//! - [`export_expiry`]: `c19_tls_certificate_expiry_seconds`.
+//! - [`export_expiry`] sets `c19_tls_certificate_expiry_seconds`.
 
 mod accept;
 mod error;

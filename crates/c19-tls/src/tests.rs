@@ -214,7 +214,9 @@ async fn refusal_of(identity: &Identity, client: &Identity) -> Reason {
     let client = client.clone();
     let dialling = tokio::spawn(async move { ping(addr, &client).await });
     let (stream, _) = listener.accept().await.unwrap();
-    let refusal = acceptor.accept(stream).await.err().expect("accepted");
+    let Err(refusal) = acceptor.accept(stream).await else {
+        panic!("accepted")
+    };
     assert!(dialling.await.unwrap().is_err());
     refusal.reason
 }
@@ -289,7 +291,9 @@ async fn a_client_without_certificate_is_refused() {
         tls.read_exact(&mut buf).await.map(|_| buf)
     });
     let (stream, _) = listener.accept().await.unwrap();
-    let refusal = acceptor.accept(stream).await.err().expect("accepted");
+    let Err(refusal) = acceptor.accept(stream).await else {
+        panic!("accepted")
+    };
     assert_eq!(refusal.reason, Reason::NoCertificate);
     assert!(dialling.await.unwrap().is_err());
 }
