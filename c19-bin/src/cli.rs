@@ -64,6 +64,21 @@ pub fn main() -> ExitCode {
         }
     };
     if cli.check {
+        // The files the layers name (certificates, tokens) are checked too.
+        let checked = [
+            ("agent", config.spec.agent.check()),
+            ("connection", config.spec.connection.check()),
+        ];
+        let mut failed = false;
+        for (layer, result) in checked {
+            if let Err(error) = result {
+                eprintln!("error: {}: spec.{layer}: {error}", cli.config.display());
+                failed = true;
+            }
+        }
+        if failed {
+            return ExitCode::from(2);
+        }
         println!("{}", config.to_pretty_json());
         eprintln!("{}: configuration is valid", cli.config.display());
         return ExitCode::SUCCESS;

@@ -20,6 +20,7 @@ use crate::{
     config::Settings,
     error::{Error, Result},
     identity::{NODE_HEADER, NodeId},
+    tls::{Dialing, TLS_REQUIRED_HEADER, is_tls_failure},
 };
 
 /// How long before the server would close an idle connection the client lets go of it.
@@ -53,17 +54,35 @@ pub(crate) struct PeerClient {
     push_timeout: Duration,
     pull_timeout: Duration,
     body_limit: usize,
+    /// Plaintext, TLS, or TLS first then plaintext, per peer.
+    dialing: Dialing,
 }
 
 impl PeerClient {
-    /// A client that identifies itself as `node`.
+    /// A plaintext client that identifies itself as `node`.
+    #[cfg(test)]
     pub fn new(settings: &Settings, node: NodeId) -> Result<Self> {
+        Self::with_tls(settings, node, None)
+    }
+
+    /// A client that identifies itself as `node` and dials peers with `tls` when set.
+    pub fn with_tls(
+        settings: &Settings,
+        node: NodeId,
+        tls: Option<(c19_tls::rustls::ClientConfig, c19_tls::Mode)>,
+    ) -> Result<Self> {
         // reqwest is built without a bundled crypto provider; peers speak plain HTTP but
         // the builder still wants one. Another layer may have installed it already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static(NODE_HEADER), node.header_value());
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        let mut mode = None;
+        if let Some((config, tls_mode)) = tls {
+            builder = builder.use_preconfigured_tls(config);
+            mode = Some(tls_mode);
+        }
+        let http = builder
             .default_headers(headers)
             .user_agent(concat!("c19/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
@@ -91,20 +110,53 @@ impl PeerClient {
             // A full state can be large; a pull may take until the next one is due.
             pull_timeout: settings.pull_interval.max(settings.server_timeout),
             body_limit: settings.body_limit,
+            dialing: Dialing::new(mode),
         })
+    }
+
+    /// Sends the request `build` makes for a base URL (`scheme://addr`) to `addr`. A
+    /// permissive client whose TLS attempt meets a plaintext peer, or whose plaintext
+    /// attempt meets a strict one, tries once more in the other dialect and remembers
+    /// which one worked.
+    pub(crate) async fn send(
+        &self,
+        addr: SocketAddr,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let scheme = self.dialing.scheme(addr);
+        let other = if scheme == "https" { "http" } else { "https" };
+        let sent = build(&self.http, &format!("{scheme}://{addr}")).send().await;
+        let retry = self.dialing.permissive()
+            && match &sent {
+                Err(error) => scheme == "https" && is_tls_failure(error),
+                Ok(response) => {
+                    scheme == "http" && response.headers().contains_key(TLS_REQUIRED_HEADER)
+                }
+            };
+        if !retry {
+            if sent.is_ok() {
+                self.dialing.answered(addr, scheme);
+            }
+            return sent.map_err(Error::Request);
+        }
+        let response = build(&self.http, &format!("{other}://{addr}"))
+            .send()
+            .await
+            .map_err(Error::Request)?;
+        self.dialing.answered(addr, other);
+        Ok(response)
     }
 
     /// Sends `changes` to the peer at `addr` with `PUT /`.
     pub async fn push(&self, addr: SocketAddr, changes: Bytes) -> Result<()> {
         let _permit = self.permits.acquire().await;
         let response = self
-            .http
-            .put(format!("http://{addr}/"))
-            .timeout(self.push_timeout)
-            .body(changes)
-            .send()
-            .await
-            .map_err(Error::Request)?;
+            .send(addr, |http, base| {
+                http.put(format!("{base}/"))
+                    .timeout(self.push_timeout)
+                    .body(changes.clone())
+            })
+            .await?;
         let response = self.check_identity(addr, response)?;
         let status = response.status();
         if status.is_success() {
@@ -137,14 +189,12 @@ impl PeerClient {
     /// `GET /<version>`.
     pub async fn pull(&self, addr: SocketAddr, version: &str) -> Result<Pulled> {
         let _permit = self.permits.acquire().await;
-        let url = format!("http://{addr}/{}", utf8_percent_encode(version, SEGMENT));
+        let path = utf8_percent_encode(version, SEGMENT).to_string();
         let response = self
-            .http
-            .get(url)
-            .timeout(self.pull_timeout)
-            .send()
-            .await
-            .map_err(Error::Request)?;
+            .send(addr, |http, base| {
+                http.get(format!("{base}/{path}")).timeout(self.pull_timeout)
+            })
+            .await?;
         let response = self.check_identity(addr, response)?;
         match response.status() {
             StatusCode::NO_CONTENT => Ok(Pulled::UpToDate),

@@ -15,6 +15,8 @@ use c19_core::PeerProvider;
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
+use crate::tls::PeerTls;
+
 /// The Default connection: pushes recent changes to a few random peers every
 /// `push_interval`, pulls the full state from a few random peers every `pull_interval`,
 /// and serves peers on `address:port`.
@@ -72,6 +74,9 @@ pub struct DefaultConnection {
     /// Who the peers are. Without one, this agent exchanges nothing (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_provider: Option<Box<dyn PeerProvider>>,
+    /// Mutual TLS between agents; without it peers speak plaintext HTTP, as in 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PeerTls>,
 }
 
 fn default_address() -> IpAddr {
@@ -137,6 +142,7 @@ impl Default for DefaultConnection {
             max_message_bytes: default_max_message_bytes(),
             concurrency: default_concurrency(),
             peer_provider: None,
+            tls: None,
         }
     }
 }

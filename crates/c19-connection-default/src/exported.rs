@@ -64,7 +64,7 @@ impl Default for Exported {
             sent: PerOperation::new("c19_connection_sent_bytes_total"),
             received: PerOperation::new("c19_connection_received_bytes_total"),
             served: PerOperation::new("c19_connection_served_total"),
-            refused: counter!("c19_connection_refused_total"),
+            refused: counter!("c19_connection_refused_total", "reason" => "request"),
             peers: gauge!("c19_connection_peers"),
         }
     }
@@ -141,10 +141,15 @@ fn describe() {
     );
     describe_counter!(
         "c19_connection_refused_total",
-        "Requests from peers refused (malformed, too large, too slow)"
+        "What the peer server refused, by reason: `request` (malformed, too large, too slow) or a TLS reason (plaintext, no_certificate, unknown_ca, expired_certificate, wrong_name, handshake, handshake_timeout)"
     );
     describe_gauge!(
         "c19_connection_peers",
         "Peers the peer provider offers, this agent excluded"
     );
+}
+
+/// Counts a connection the peer server refused before any request, for `reason`.
+pub(crate) fn refused_connection(reason: c19_tls::Reason) {
+    counter!("c19_connection_refused_total", "reason" => reason.as_str()).increment(1);
 }

@@ -67,6 +67,7 @@ mod publisher;
 mod receiver;
 mod server;
 mod stats;
+mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -82,6 +83,7 @@ pub use config::DefaultConnection;
 pub use error::{Error, Result};
 pub use identity::{NODE_HEADER, NodeId};
 pub use stats::{Stats, StatsSnapshot};
+pub use tls::{PeerTls, TlsMode};
 
 use crate::{client::PeerClient, gossip::Gossip, peers::PeerBook, server::PeerServer};
 
@@ -89,6 +91,8 @@ use crate::{client::PeerClient, gossip::Gossip, peers::PeerBook, server::PeerSer
 impl Connection for DefaultConnection {
     fn start(&self, state: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
         Box::pin(async move {
+            // Bad TLS files are a start-up error, before the port is taken.
+            let tls = self.load_tls()?;
             let addr = SocketAddr::new(self.address, self.port);
             let listener = TcpListener::bind(addr)
                 .await
@@ -97,18 +101,54 @@ impl Connection for DefaultConnection {
                     source,
                 })?;
             health::ready("connection");
-            self.run(listener, state, shutdown).await
+            self.run_with(listener, state, shutdown, tls).await
         })
+    }
+
+    fn check(&self) -> Result<(), LayerError> {
+        self.load_tls().map(drop)
     }
 }
 
+/// The loaded TLS of a connection.
+struct LoadedTls {
+    identity: c19_tls::Identity,
+    config: PeerTls,
+}
+
 impl DefaultConnection {
+    /// Loads and checks the TLS files, when TLS is configured.
+    fn load_tls(&self) -> Result<Option<LoadedTls>, LayerError> {
+        let Some(config) = &self.tls else {
+            return Ok(None);
+        };
+        let identity = config
+            .identity()
+            .map_err(|error| LayerError::other(format!("connection.tls: {error}")))?;
+        Ok(Some(LoadedTls {
+            identity,
+            config: config.clone(),
+        }))
+    }
+
     /// Runs the connection on an already bound `listener` until `shutdown` is cancelled.
+    #[cfg(test)]
     async fn run(
         &self,
         listener: TcpListener,
         state: SafeState,
         shutdown: Shutdown,
+    ) -> Result<(), LayerError> {
+        let tls = self.load_tls()?;
+        self.run_with(listener, state, shutdown, tls).await
+    }
+
+    async fn run_with(
+        &self,
+        listener: TcpListener,
+        state: SafeState,
+        shutdown: Shutdown,
+        tls: Option<LoadedTls>,
     ) -> Result<(), LayerError> {
         let local = listener.local_addr()?;
         let settings = self.settings(local.port());
@@ -123,6 +163,33 @@ impl DefaultConnection {
                 "no peer_provider configured: this agent exchanges its state with nobody"
             ),
         }
+        let tls_error = |error: c19_tls::Error| LayerError::other(format!("connection.tls: {error}"));
+        let (acceptor, client_tls) = match &tls {
+            None => (None, None),
+            Some(LoadedTls { identity, config }) => {
+                c19_tls::export_expiry("connection", identity);
+                let watched = identity.clone();
+                let interval = std::time::Duration::from_millis(config.reload_interval.get());
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    watched
+                        .watch(interval, stop.cancelled_owned(), |identity| {
+                            c19_tls::export_expiry("connection", identity)
+                        })
+                        .await
+                });
+                let acceptor = c19_tls::Acceptor::new(
+                    identity.server_config().map_err(tls_error)?,
+                    config.mode(),
+                    settings.server_timeout,
+                );
+                tracing::info!(mode = ?config.mode, server_name = %config.server_name, "mutual TLS between peers");
+                (
+                    Some(acceptor),
+                    Some((identity.client_config().map_err(tls_error)?, config.mode())),
+                )
+            }
+        };
         let server = Arc::new(PeerServer {
             state: state.clone(),
             node: node.clone(),
@@ -142,7 +209,7 @@ impl DefaultConnection {
                 settings.dial_port,
                 settings.backoff,
             ),
-            client: PeerClient::new(&settings, node).map_err(LayerError::other)?,
+            client: PeerClient::with_tls(&settings, node, client_tls).map_err(LayerError::other)?,
             settings,
             stats,
             pulled: Default::default(),
@@ -154,7 +221,8 @@ impl DefaultConnection {
                 listener,
                 server::router(server),
                 settings.server_timeout,
-                shutdown.clone()
+                shutdown.clone(),
+                acceptor,
             ),
             publisher::run(&gossip, &shutdown),
             receiver::run(&gossip, &shutdown),

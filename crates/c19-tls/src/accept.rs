@@ -183,9 +183,20 @@ impl std::fmt::Debug for Acceptor {
     }
 }
 
-/// The answer to a plaintext request on a TLS-only port: readable by any HTTP client.
-const PLAINTEXT_REFUSED: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
-connection: close\r\ncontent-length: 61\r\n\r\n{\"error\":\"this port speaks only TLS with client certificates\"}";
+/// The body of the answer to a plaintext request on a TLS-only port.
+const PLAINTEXT_REFUSED: &str = r#"{"error":"this port speaks only TLS with client certificates"}"#;
+
+/// The header that marks that answer, so a migrating client knows to dial TLS.
+pub const TLS_REQUIRED_HEADER: &str = "c19-tls";
+
+/// The whole answer, readable by any HTTP client.
+fn plaintext_refused() -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n{TLS_REQUIRED_HEADER}: required\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{PLAINTEXT_REFUSED}",
+        PLAINTEXT_REFUSED.len()
+    )
+}
 
 impl Acceptor {
     /// An acceptor with `config`, giving a client `timeout` for its first byte and
@@ -228,7 +239,7 @@ impl Acceptor {
             }
             let mut stream = stream;
             let _ = tokio::time::timeout(self.timeout, async {
-                stream.write_all(PLAINTEXT_REFUSED).await?;
+                stream.write_all(plaintext_refused().as_bytes()).await?;
                 stream.shutdown().await
             })
             .await;

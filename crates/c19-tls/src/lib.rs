@@ -23,7 +23,7 @@ mod material;
 #[cfg(test)]
 mod tests;
 
-pub use accept::{Acceptor, MaybeTls, Mode, Reason, Refusal, RefusalLog};
+pub use accept::{Acceptor, MaybeTls, Mode, Reason, Refusal, RefusalLog, TLS_REQUIRED_HEADER};
 pub use error::{Error, Result};
 pub use identity::Identity;
 pub use material::TlsFiles;

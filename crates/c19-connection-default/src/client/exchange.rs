@@ -49,16 +49,19 @@ impl PeerClient {
         let _permit = self.permits.acquire().await;
         let (body, coding) = codec::encode_off_worker(coding, message).await;
         let sent = body.len();
-        let mut request = self
-            .http
-            .post(format!("http://{addr}{EXCHANGE_PATH}"))
-            .timeout(self.pull_timeout)
-            .header(ACCEPT_ENCODING, ACCEPTED)
-            .body(body);
-        if let Some(coding) = coding {
-            request = request.header(CONTENT_ENCODING, coding.header_value());
-        }
-        let response = request.send().await.map_err(Error::Request)?;
+        let response = self
+            .send(addr, |http, base| {
+                let request = http
+                    .post(format!("{base}{EXCHANGE_PATH}"))
+                    .timeout(self.pull_timeout)
+                    .header(ACCEPT_ENCODING, ACCEPTED)
+                    .body(body.clone());
+                match coding {
+                    Some(coding) => request.header(CONTENT_ENCODING, coding.header_value()),
+                    None => request,
+                }
+            })
+            .await?;
         let response = self.check_identity(addr, response)?;
         let status = response.status();
         let accepts = Coding::choose(response.headers().get(ACCEPT_ENCODING));

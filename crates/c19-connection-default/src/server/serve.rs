@@ -4,6 +4,10 @@
 //! directly: headers must arrive within the server timeout, a connection that sends or
 //! reads nothing for that long is closed, the number of open connections is bounded,
 //! and on shutdown open connections finish their request and close.
+//!
+//! With TLS, each connection's handshake runs on its own task, so a slow or hostile
+//! client never holds up the accept loop; a refused one is counted by reason and
+//! logged at most once a minute per address, and never reaches the handlers.
 
 use std::{io, sync::Arc, time::Duration};
 
@@ -15,8 +19,11 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
+use c19_tls::{Acceptor, MaybeTls, RefusalLog};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_io_timeout::TimeoutStream;
+
+use crate::exported::refused_connection;
 
 /// Open connections beyond this wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 1024;
@@ -40,7 +47,9 @@ pub(crate) async fn serve(
     router: Router,
     timeout: Duration,
     shutdown: Shutdown,
+    tls: Option<Acceptor>,
 ) {
+    let refusals = Arc::new(RefusalLog::default());
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut http = http1::Builder::new();
@@ -70,14 +79,34 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_read_timeout(Some(timeout * 2));
-        stream.set_write_timeout(Some(timeout * 2));
         let service = TowerToHyperService::new(router.clone());
-        let connection = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
-        let connection = graceful.watch(connection);
+        let (http, tls, refusals) = (http.clone(), tls.clone(), refusals.clone());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(failure) = connection.await {
+            let stream = match tls {
+                None => MaybeTls::Plain(stream),
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => stream,
+                    Err(refusal) => {
+                        refused_connection(refusal.reason);
+                        if refusals.should_log(remote.ip()) {
+                            tracing::warn!(
+                                %remote,
+                                reason = refusal.reason.as_str(),
+                                "refused a peer connection: {}",
+                                refusal.detail
+                            );
+                        }
+                        drop(permit);
+                        return;
+                    }
+                },
+            };
+            let mut stream = TimeoutStream::new(stream);
+            stream.set_read_timeout(Some(timeout * 2));
+            stream.set_write_timeout(Some(timeout * 2));
+            let connection = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
+            if let Err(failure) = watcher.watch(connection).await {
                 tracing::debug!(%remote, "peer connection closed: {failure}");
             }
             drop(permit);
