@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod harness;
+pub mod pki;
 pub mod proxy;
 
 pub use harness::{Cluster, ClusterBuilder, Node, free_port, http, wait_until};

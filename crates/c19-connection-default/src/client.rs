@@ -125,7 +125,9 @@ impl PeerClient {
     ) -> Result<reqwest::Response> {
         let scheme = self.dialing.scheme(addr);
         let other = if scheme == "https" { "http" } else { "https" };
-        let sent = build(&self.http, &format!("{scheme}://{addr}")).send().await;
+        let sent = build(&self.http, &format!("{scheme}://{addr}"))
+            .send()
+            .await;
         let retry = self.dialing.permissive()
             && match &sent {
                 Err(error) => scheme == "https" && is_tls_failure(error),
@@ -192,7 +194,8 @@ impl PeerClient {
         let path = utf8_percent_encode(version, SEGMENT).to_string();
         let response = self
             .send(addr, |http, base| {
-                http.get(format!("{base}/{path}")).timeout(self.pull_timeout)
+                http.get(format!("{base}/{path}"))
+                    .timeout(self.pull_timeout)
             })
             .await?;
         let response = self.check_identity(addr, response)?;

@@ -163,7 +163,8 @@ impl DefaultConnection {
                 "no peer_provider configured: this agent exchanges its state with nobody"
             ),
         }
-        let tls_error = |error: c19_tls::Error| LayerError::other(format!("connection.tls: {error}"));
+        let tls_error =
+            |error: c19_tls::Error| LayerError::other(format!("connection.tls: {error}"));
         let (acceptor, client_tls) = match &tls {
             None => (None, None),
             Some(LoadedTls { identity, config }) => {

@@ -13,13 +13,13 @@ use std::{io, sync::Arc, time::Duration};
 
 use axum::Router;
 use c19_core::Shutdown;
+use c19_tls::{Acceptor, MaybeTls, RefusalLog};
 use hyper::server::conn::http1;
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
     server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
-use c19_tls::{Acceptor, MaybeTls, RefusalLog};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_io_timeout::TimeoutStream;
 
