@@ -38,6 +38,7 @@
 //! Every error is JSON, `{"error": "<what is wrong>"}`.
 
 mod agent;
+pub mod auth;
 pub mod error;
 mod event_id;
 pub mod listener;
@@ -49,6 +50,7 @@ mod watch;
 mod writes;
 
 pub use agent::{HttpAgent, serve};
+pub use auth::AuthConfig;
 pub use error::{Error, Result};
 pub use reads::LISTING_POINT_HEADER;
 pub use routes::{router, router_until};
