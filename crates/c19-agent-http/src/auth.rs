@@ -622,4 +622,122 @@ mod tests {
         assert!(writes(&Method::DELETE));
         assert!(writes(&Method::POST));
     }
+
+    /// A recorder that keeps every counter by its name and labels.
+    #[derive(Default)]
+    struct Counters(std::sync::Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+    impl Counters {
+        fn get(&self, key: &str) -> u64 {
+            let counters = self.0.lock().unwrap();
+            counters
+                .get(key)
+                .map_or(0, |value| value.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    }
+
+    impl metrics::Recorder for Counters {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            let mut counters = self.0.lock().unwrap();
+            Counter::from_arc(counters.entry(name).or_default().clone())
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason_and_status() {
+        use axum::{body::Body, extract::Request};
+
+        use crate::{HttpAgent, routes};
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "writer-token\nreader-token read\n").unwrap();
+        let config = HttpAgent {
+            auth: Some(AuthConfig::new(&file)),
+            ..HttpAgent::default()
+        };
+        let state: c19_core::SafeState = Arc::new(c19_state_default::DefaultState::default());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let counters = Counters::default();
+        let statuses = metrics::with_local_recorder(&counters, || {
+            runtime.block_on(async {
+                let app = routes::app(state.clone(), &config, Shutdown::new()).unwrap();
+                let mut statuses = Vec::new();
+                for (method, authorization) in [
+                    (Method::GET, None),
+                    (Method::GET, Some("Bearer nope")),
+                    (Method::DELETE, Some("Bearer nope")),
+                    (Method::PUT, Some("Bearer reader-token")),
+                    (Method::GET, Some("Bearer reader-token")),
+                    (Method::PUT, Some("Bearer writer-token")),
+                ] {
+                    let mut request = Request::builder().method(method).uri("/");
+                    if let Some(value) = authorization {
+                        request = request.header(header::AUTHORIZATION, value);
+                    }
+                    let body = Body::from(r#"{"cat": {"value": 1}}"#);
+                    let response = routes::answer(app.clone(), request.body(body).unwrap()).await;
+                    statuses.push(response.status().as_u16());
+                }
+                statuses
+            })
+        });
+        assert_eq!(statuses, [401, 401, 401, 403, 200, 204]);
+        let refused = |reason: &str| {
+            counters.get(&format!("c19_agent_auth_refused_total{{reason={reason}}}"))
+        };
+        assert_eq!(refused("missing_token"), 1);
+        assert_eq!(refused("unknown_token"), 2);
+        assert_eq!(refused("read_only"), 1);
+        let requests = |method: &str, status: &str| {
+            counters.get(&format!(
+                "c19_agent_requests_total{{route=root,method={method},status={status}}}"
+            ))
+        };
+        assert_eq!(requests("GET", "401"), 2);
+        assert_eq!(requests("DELETE", "401"), 1);
+        assert_eq!(requests("PUT", "403"), 1);
+        assert_eq!(requests("PUT", "204"), 1);
+        // Only the read-write token's PUT reached the state.
+        assert!(state.get(&"cat").is_some());
+    }
 }
