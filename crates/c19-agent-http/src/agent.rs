@@ -93,7 +93,8 @@ impl HttpAgent {
 }
 
 /// Serves the API for `state` on `listener` until `shutdown`, then lets in-flight
-/// requests finish (watch streams end at once).
+/// requests finish (watch streams end at once). With `auth`, an unusable tokens file is
+/// an error before anything is served.
 pub async fn serve(
     listener: TcpListener,
     state: SafeState,
