@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 use tokio::net::TcpListener;
 
-use crate::{listener::LimitedListener, routes::app, service::PerConnection};
+use crate::{auth::AuthConfig, listener::LimitedListener, routes::app, service::PerConnection};
 
 /// The `Default` agent: the HTTP API on `address:port`.
 #[serde_as]
@@ -40,6 +40,10 @@ pub struct HttpAgent {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: NonZeroU64,
+    /// Bearer tokens required on every request (see [`AuthConfig`]). Without it the
+    /// API is open to whoever reaches the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
 }
 
 fn default_address() -> IpAddr {
@@ -70,12 +74,27 @@ impl Default for HttpAgent {
             body_limit: default_body_limit(),
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
+            auth: None,
         }
     }
 }
 
+impl HttpAgent {
+    /// Checks the files this configuration names as start-up would, without binding or
+    /// serving: with `auth`, loads the tokens file and reports a missing, unreadable,
+    /// malformed or empty one (naming the file and the line, never a token). For a
+    /// configuration check (`--check`).
+    pub fn check_files(&self) -> Result<(), LayerError> {
+        if let Some(auth) = &self.auth {
+            auth.load().map_err(LayerError::other)?;
+        }
+        Ok(())
+    }
+}
+
 /// Serves the API for `state` on `listener` until `shutdown`, then lets in-flight
-/// requests finish (watch streams end at once).
+/// requests finish (watch streams end at once). With `auth`, an unusable tokens file is
+/// an error before anything is served.
 pub async fn serve(
     listener: TcpListener,
     state: SafeState,
@@ -87,7 +106,7 @@ pub async fn serve(
         config.max_connections.get(),
         Duration::from_millis(config.idle_timeout.get()),
     );
-    let app = PerConnection(app(state, config, shutdown.clone()));
+    let app = PerConnection(app(state, config, shutdown.clone())?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -8,6 +8,8 @@ use axum::{
 };
 use c19_core::StateError;
 
+use crate::auth::Refusal;
+
 /// Result with this crate's [`Error`] as default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -55,6 +57,32 @@ pub enum Error {
     /// The agent failed (a bug or an exhausted resource); nothing was applied.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request's bearer token is missing, unknown, or read-only for a write
+    /// (`auth` is configured).
+    #[error("{}", refusal_message(*.0))]
+    Unauthorized(Refusal),
+}
+
+/// What a refused request is told.
+fn refusal_message(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::MissingToken => {
+            "this agent requires a bearer token: send Authorization: Bearer <token>"
+        }
+        Refusal::UnknownToken => "the bearer token is not valid",
+        Refusal::ReadOnly => {
+            "the bearer token is read-only: PUT and DELETE need a read-write token"
+        }
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a refusal (RFC 6750, section 3).
+fn challenge(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::MissingToken => r#"Bearer realm="c19""#,
+        Refusal::UnknownToken => r#"Bearer realm="c19", error="invalid_token""#,
+        Refusal::ReadOnly => r#"Bearer realm="c19", error="insufficient_scope""#,
+    }
 }
 
 impl From<StateError> for Error {
@@ -80,6 +108,8 @@ impl Error {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unauthorized(Refusal::ReadOnly) => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -96,10 +126,19 @@ impl IntoResponse for Error {
             body,
         )
             .into_response();
-        if let Self::MethodNotAllowed { allow, .. } = self {
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        match self {
+            Self::MethodNotAllowed { allow, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unauthorized(refusal) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge(refusal)),
+                );
+            }
+            _ => {}
         }
         response
     }

@@ -9,7 +9,28 @@
 //!   body_limit: 16777216  # bytes; larger PUT bodies get 413
 //!   max_connections: 4096 # more wait to be accepted
 //!   idle_timeout: 60000   # ms a connection or a body may stay silent
+//!   auth:                 # optional: bearer tokens on every request
+//!     tokens_file: /etc/c19/tokens  # one token a line; "TOKEN read" makes it read-only
+//!     reload_interval: 5000         # ms between checks of the file for changes
 //! ```
+//!
+//! # Bearer tokens
+//!
+//! With `auth`, every request needs `Authorization: Bearer <token>` with a token of
+//! the tokens file ([`auth`] has its format). A missing token gets `401` with
+//! `WWW-Authenticate: Bearer realm="c19"`, an unknown one `401` with
+//! `error="invalid_token"` added, and a read-only token on `PUT` or `DELETE` `403`; reads
+//! (`GET`, `HEAD`, listings, watches) need any token, and a watch checks it when it
+//! opens. The check comes before the body is read. The file is checked for changes every
+//! `reload_interval` ms and a change applies without a restart; a change that makes it
+//! unusable (unreadable, malformed, empty) keeps the previous tokens and logs a warning.
+//! At start-up an unusable file stops the agent ([`HttpAgent::check_files`] reports the
+//! same problem without starting). Refusals are counted in
+//! `c19_agent_auth_refused_total{reason}` (`missing_token`, `unknown_token`,
+//! `read_only`).
+//!
+//! Without `auth` the agent is open: fine for a sidecar on 127.0.0.1. The telemetry
+//! port stays unauthenticated and exposes no values.
 //!
 //! # API
 //!
@@ -38,6 +59,7 @@
 //! Every error is JSON, `{"error": "<what is wrong>"}`.
 
 mod agent;
+pub mod auth;
 pub mod error;
 mod event_id;
 pub mod listener;
@@ -49,6 +71,7 @@ mod watch;
 mod writes;
 
 pub use agent::{HttpAgent, serve};
+pub use auth::AuthConfig;
 pub use error::{Error, Result};
 pub use reads::LISTING_POINT_HEADER;
 pub use routes::{router, router_until};

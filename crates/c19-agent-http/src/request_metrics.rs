@@ -6,7 +6,7 @@
 
 use std::{sync::OnceLock, time::Duration};
 
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, Uri};
 use metrics::{Counter, Histogram, counter, describe_counter, describe_histogram, histogram};
 
 use crate::reads::Read;
@@ -26,6 +26,22 @@ impl Route {
     /// The route of a path before its query is looked at.
     pub fn of_path(path: &str) -> Self {
         if path == "/" { Self::Root } else { Self::Key }
+    }
+
+    /// The route of a request that was not served (refused for its token): [`Route::Watch`]
+    /// when its query sets `watch`, else by its path.
+    pub fn of_uri(uri: &Uri) -> Self {
+        let watching = uri.query().is_some_and(|query| {
+            query.split('&').any(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                name == "watch" && !matches!(value, "false" | "0")
+            })
+        });
+        if watching {
+            Self::Watch
+        } else {
+            Self::of_path(uri.path())
+        }
     }
 
     /// The route's place in [`ROUTES`].
@@ -136,10 +152,12 @@ fn method_index(method: &Method) -> usize {
 }
 
 /// The status codes this agent answers with, as labels; others are counted by class.
-const STATUSES: [(u16, &str); 10] = [
+const STATUSES: [(u16, &str); 12] = [
     (200, "200"),
     (204, "204"),
     (400, "400"),
+    (401, "401"),
+    (403, "403"),
     (404, "404"),
     (405, "405"),
     (408, "408"),
@@ -206,6 +224,13 @@ mod tests {
         assert_eq!(method(&odd), "other");
         assert_eq!(Route::of_path("/"), Route::Root);
         assert_eq!(Route::of_path("/cat"), Route::Key);
+        let route = |uri: &str| Route::of_uri(&uri.parse().unwrap());
+        assert_eq!(route("/?watch=true&prefix=a"), Route::Watch);
+        assert_eq!(route("/cat?watch"), Route::Watch);
+        assert_eq!(route("/cat?watch=0"), Route::Key);
+        assert_eq!(route("/?prefix=a&watcher=1"), Route::Root);
+        assert_eq!(status(401), "401");
+        assert_eq!(status(403), "403");
     }
 
     #[test]

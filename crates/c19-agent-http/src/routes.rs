@@ -19,13 +19,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::{Buf, Bytes};
-use c19_core::{SafeState, Shutdown};
+use c19_core::{LayerError, SafeState, Shutdown};
 use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
 use percent_encoding::percent_decode_str;
 use tokio::sync::Semaphore;
 
 use crate::{
     HttpAgent,
+    auth::Guard,
     error::{Error, Result},
     reads::read,
     request_metrics::{RequestMetrics, Route},
@@ -53,26 +54,45 @@ pub(crate) struct App {
     /// Ends watch streams, which would otherwise hold a graceful shutdown up.
     shutdown: Shutdown,
     metrics: RequestMetrics,
+    /// The bearer tokens every request needs, when `auth` is configured.
+    auth: Option<Guard>,
 }
 
 /// The agent's API over `state`, limited as `config` says, as a `Router` to serve with
 /// `axum::serve` or to nest in another app (watch streams then end only when their client
 /// leaves, and connections have no idle timeout). [`crate::serve`] serves the same
 /// handler with both.
-pub fn router(state: SafeState, config: &HttpAgent) -> Router {
+///
+/// With `auth`, the tokens file is loaded here: an unusable one is an error. It is then
+/// checked for changes until the router is dropped.
+pub fn router(state: SafeState, config: &HttpAgent) -> Result<Router, LayerError> {
     router_until(state, config, Shutdown::new())
 }
 
-/// [`router`], whose watch streams end when `shutdown` is cancelled.
-pub fn router_until(state: SafeState, config: &HttpAgent, shutdown: Shutdown) -> Router {
-    Router::new()
+/// [`router`], whose watch streams (and reloads of the tokens file) end when `shutdown`
+/// is cancelled.
+pub fn router_until(
+    state: SafeState,
+    config: &HttpAgent,
+    shutdown: Shutdown,
+) -> Result<Router, LayerError> {
+    Ok(Router::new()
         .fallback(handle)
-        .with_state(app(state, config, shutdown))
+        .with_state(app(state, config, shutdown)?))
 }
 
-/// What the handler needs, for [`answer`].
-pub(crate) fn app(state: SafeState, config: &HttpAgent, shutdown: Shutdown) -> Arc<App> {
-    Arc::new(App {
+/// What the handler needs, for [`answer`]; with `auth`, loads the tokens file and
+/// starts its reloads (until `shutdown`).
+pub(crate) fn app(
+    state: SafeState,
+    config: &HttpAgent,
+    shutdown: Shutdown,
+) -> Result<Arc<App>, LayerError> {
+    let auth = match &config.auth {
+        Some(auth) => Some(Guard::start(auth, &shutdown).map_err(LayerError::other)?),
+        None => None,
+    };
+    Ok(Arc::new(App {
         state,
         body_limit: config.body_limit,
         body_timeout: Duration::from_millis(config.idle_timeout.get()),
@@ -80,7 +100,8 @@ pub(crate) fn app(state: SafeState, config: &HttpAgent, shutdown: Shutdown) -> A
         writes: Writes::default(),
         shutdown,
         metrics: RequestMetrics::default(),
-    })
+        auth,
+    }))
 }
 
 async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
@@ -91,6 +112,16 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
 pub(crate) async fn answer(app: Arc<App>, request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
+    // Before anything else: a refused request reads no body and reaches no state.
+    if let Some(auth) = &app.auth
+        && let Err(refusal) = auth.check(&method, request.headers())
+    {
+        let response = refusal.into_response();
+        let route = Route::of_uri(request.uri());
+        app.metrics
+            .record(route, &method, response.status(), started.elapsed());
+        return response;
+    }
     let mut route = Route::of_path(request.uri().path());
     let result = match method {
         Method::GET | Method::HEAD => {

@@ -27,7 +27,11 @@ pub struct Server {
 
 /// Serves a fresh Default state with `config` on a free loopback port.
 pub async fn start(config: HttpAgent) -> Server {
-    let state: SafeState = Arc::new(DefaultState::default());
+    start_with(Arc::new(DefaultState::default()), config).await
+}
+
+/// Serves `state` with `config` on a free loopback port.
+pub async fn start_with(state: SafeState, config: HttpAgent) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let shutdown = Shutdown::new();

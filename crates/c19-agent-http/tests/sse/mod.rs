@@ -43,7 +43,14 @@ impl Events {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
+        Self::from_request(request).await
+    }
+
+    /// Sends `request` (a `GET` of a watch, with whatever headers it needs); asserts the
+    /// answer is an event stream.
+    pub async fn from_request(request: reqwest::RequestBuilder) -> Self {
         let response = request.send().await.unwrap();
+        let url = response.url().to_string();
         assert_eq!(response.status(), 200, "{url}");
         let content_type = response.headers()["content-type"].to_str().unwrap();
         assert!(
