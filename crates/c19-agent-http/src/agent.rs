@@ -129,4 +129,8 @@ impl Agent for HttpAgent {
             serve(listener, state, self, shutdown).await
         })
     }
+
+    fn check(&self) -> Result<(), LayerError> {
+        self.check_files()
+    }
 }
