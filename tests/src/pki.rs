@@ -153,3 +153,34 @@ pub fn intruder(identity: Option<(&str, &str)>) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// An HTTPS client that trusts `ca` (PEM) and presents `identity`, if any.
+pub fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(std::time::Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .unwrap()
+}

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 use tokio::net::TcpListener;
 
-use crate::{auth::AuthConfig, listener::LimitedListener, routes::app, service::PerConnection};
+use crate::{
+    auth::AuthConfig, listener::LimitedListener, routes::app, service::PerConnection, tls::AgentTls,
+};
 
 /// The `Default` agent: the HTTP API on `address:port`.
 #[serde_as]
@@ -44,6 +46,9 @@ pub struct HttpAgent {
     /// API is open to whoever reaches the port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// HTTPS on the agent port; without it the port speaks plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<AgentTls>,
 }
 
 fn default_address() -> IpAddr {
@@ -75,6 +80,7 @@ impl Default for HttpAgent {
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -87,6 +93,9 @@ impl HttpAgent {
     pub fn check_files(&self) -> Result<(), LayerError> {
         if let Some(auth) = &self.auth {
             auth.load().map_err(LayerError::other)?;
+        }
+        if let Some(tls) = &self.tls {
+            tls.identity()?;
         }
         Ok(())
     }
@@ -101,11 +110,11 @@ pub async fn serve(
     config: &HttpAgent,
     shutdown: Shutdown,
 ) -> Result<(), LayerError> {
-    let listener = LimitedListener::new(
-        listener,
-        config.max_connections.get(),
-        Duration::from_millis(config.idle_timeout.get()),
-    );
+    let idle_timeout = Duration::from_millis(config.idle_timeout.get());
+    let mut listener = LimitedListener::new(listener, config.max_connections.get(), idle_timeout);
+    if let Some(tls) = &config.tls {
+        listener = listener.with_tls(tls.acceptor(idle_timeout, &shutdown)?);
+    }
     let app = PerConnection(app(state, config, shutdown.clone())?);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

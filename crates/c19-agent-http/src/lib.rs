@@ -67,6 +67,7 @@ mod reads;
 mod request_metrics;
 mod routes;
 mod service;
+mod tls;
 mod watch;
 mod writes;
 
@@ -75,3 +76,4 @@ pub use auth::AuthConfig;
 pub use error::{Error, Result};
 pub use reads::LISTING_POINT_HEADER;
 pub use routes::{router, router_until};
+pub use tls::AgentTls;

@@ -1,4 +1,5 @@
-//! A TCP listener with a cap on open connections and an idle timeout on each.
+//! A TCP listener with a cap on open connections and an idle timeout on each, and
+//! optionally TLS.
 //!
 //! `axum::serve` accepts every connection and keeps idle ones forever; this listener
 //! stops accepting while `max_connections` are open (the kernel backlog holds the rest)
@@ -15,6 +16,11 @@
 //! keep-alive connection waits for every next request, and re-arming a timer at each
 //! wait (as `tokio-io-timeout` does), or even reading the clock at each read and write,
 //! costs a visible share of a small `GET`.
+//!
+//! With TLS, each handshake runs on its own task (bounded by the same connection cap
+//! and the idle timeout), so a slow client never holds up the others; a refused
+//! connection is counted in `c19_agent_refused_total{reason}` and logged at most once a
+//! minute per address.
 
 use std::{
     io,
@@ -29,10 +35,12 @@ use std::{
 };
 
 use axum::serve::Listener;
+use c19_tls::{Acceptor, MaybeTls, RefusalLog};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
+    task::JoinSet,
     time::{Instant, Sleep, sleep},
 };
 
@@ -45,6 +53,15 @@ pub struct LimitedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
+    tls: Option<Tls>,
+}
+
+/// The TLS side of a listener: the acceptor and the handshakes under way.
+#[derive(Debug)]
+struct Tls {
+    acceptor: Arc<Acceptor>,
+    handshakes: JoinSet<Option<(Connection, SocketAddr)>>,
+    refusals: Arc<RefusalLog>,
 }
 
 impl LimitedListener {
@@ -55,6 +72,42 @@ impl LimitedListener {
             inner,
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
             idle_timeout,
+            tls: None,
+        }
+    }
+
+    /// Serves TLS only, through `acceptor`.
+    pub fn with_tls(mut self, acceptor: Arc<Acceptor>) -> Self {
+        self.tls = Some(Tls {
+            acceptor,
+            handshakes: JoinSet::new(),
+            refusals: Arc::default(),
+        });
+        self
+    }
+
+    /// A connection slot and an accepted TCP connection.
+    async fn accept_tcp(&mut self) -> (Option<OwnedSemaphorePermit>, TcpStream, SocketAddr) {
+        Self::accept_tcp_of(&mut self.inner, &self.permits).await
+    }
+}
+
+impl Connection {
+    fn new(
+        stream: MaybeTls<TcpStream>,
+        idle_timeout: Duration,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        Self {
+            stream,
+            control: StreamControl::default(),
+            idle_timeout,
+            active: false,
+            silent_quarters: 0,
+            read_timer: Box::pin(sleep(idle_timeout / QUARTERS)),
+            write_stalled: false,
+            write_timer: Box::pin(sleep(idle_timeout)),
+            _permit: permit,
         }
     }
 }
@@ -64,26 +117,32 @@ impl Listener for LimitedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // The semaphore is never closed, so this only waits.
-        let permit = self.permits.clone().acquire_owned().await.ok();
-        // axum's own accept logs errors and backs off before retrying.
-        let (stream, addr) = Listener::accept(&mut self.inner).await;
-        // Small JSON responses must not wait for Nagle's algorithm.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        if self.tls.is_none() {
+            let (permit, stream, addr) = self.accept_tcp().await;
+            let stream = MaybeTls::Plain(stream);
+            return (Connection::new(stream, self.idle_timeout, permit), addr);
         }
-        let connection = Connection {
-            stream,
-            control: StreamControl::default(),
-            idle_timeout: self.idle_timeout,
-            active: false,
-            silent_quarters: 0,
-            read_timer: Box::pin(sleep(self.idle_timeout / QUARTERS)),
-            write_stalled: false,
-            write_timer: Box::pin(sleep(self.idle_timeout)),
-            _permit: permit,
-        };
-        (connection, addr)
+        loop {
+            let handshaken = match &mut self.tls {
+                Some(tls) if !tls.handshakes.is_empty() => {
+                    tokio::select! {
+                        done = tls.handshakes.join_next() => done,
+                        accepted = Self::accept_tcp_of(&mut self.inner, &self.permits) => {
+                            self.start_handshake(accepted);
+                            continue;
+                        }
+                    }
+                }
+                _ => {
+                    let accepted = self.accept_tcp().await;
+                    self.start_handshake(accepted);
+                    continue;
+                }
+            };
+            if let Some(Ok(Some(handshaken))) = handshaken {
+                return handshaken;
+            }
+        }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -91,10 +150,59 @@ impl Listener for LimitedListener {
     }
 }
 
+impl LimitedListener {
+    /// A connection slot and an accepted TCP connection, from borrowed parts so that
+    /// it can run beside the handshakes under way.
+    async fn accept_tcp_of(
+        inner: &mut TcpListener,
+        permits: &Arc<Semaphore>,
+    ) -> (Option<OwnedSemaphorePermit>, TcpStream, SocketAddr) {
+        // The semaphore is never closed, so this only waits.
+        let permit = permits.clone().acquire_owned().await.ok();
+        // axum's own accept logs errors and backs off before retrying.
+        let (stream, addr) = Listener::accept(inner).await;
+        // Small JSON responses must not wait for Nagle's algorithm.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        (permit, stream, addr)
+    }
+
+    /// Runs the TLS handshake of an accepted connection on its own task.
+    fn start_handshake(
+        &mut self,
+        (permit, stream, addr): (Option<OwnedSemaphorePermit>, TcpStream, SocketAddr),
+    ) {
+        let idle_timeout = self.idle_timeout;
+        let Some(tls) = &mut self.tls else {
+            return;
+        };
+        let (acceptor, refusals) = (tls.acceptor.clone(), tls.refusals.clone());
+        tls.handshakes.spawn(async move {
+            match acceptor.accept(stream).await {
+                Ok(stream) => Some((Connection::new(stream, idle_timeout, permit), addr)),
+                Err(refusal) => {
+                    metrics::counter!("c19_agent_refused_total", "reason" => refusal.reason.as_str())
+                        .increment(1);
+                    if refusals.should_log(addr.ip()) {
+                        tracing::warn!(
+                            remote = %addr,
+                            reason = refusal.reason.as_str(),
+                            "refused an agent connection: {}",
+                            refusal.detail
+                        );
+                    }
+                    None
+                }
+            }
+        });
+    }
+}
+
 /// An accepted connection; its slot is freed when it is dropped.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
+    stream: MaybeTls<TcpStream>,
     pub(crate) control: StreamControl,
     idle_timeout: Duration,
     /// Whether a read or a write went through since the read timer last fired.
@@ -138,7 +246,7 @@ impl Connection {
         &mut self,
         cx: &mut Context<'_>,
         sends: bool,
-        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+        write: impl FnOnce(Pin<&mut MaybeTls<TcpStream>>, &mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         match write(Pin::new(&mut self.stream), cx) {
             Poll::Ready(result) => {
