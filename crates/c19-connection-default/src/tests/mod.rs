@@ -127,6 +127,7 @@ pub(crate) async fn start_server_at(
         peer_server::router(server),
         timeout,
         stop.clone(),
+        None,
     ));
     TestServer {
         addr,
