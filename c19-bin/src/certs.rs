@@ -206,12 +206,23 @@ pub fn ca(args: &CaArgs) -> Result<Vec<PathBuf>, CertsError> {
     let key_path = args.out.join(CA_KEY);
     refuse_overwrite(&[&cert_path, &key_path], args.force)?;
 
+    let key = KeyPair::generate().map_err(CertsError::Generate)?;
     let mut params = CertificateParams::default();
+    // Each CA gets its own name (after its key), so a peer of another CA is reported as
+    // signed by an unknown issuer rather than with a bad signature from a namesake.
+    let id: String = params
+        .key_identifier(&key)
+        .iter()
+        .take(4)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     params.distinguished_name = DistinguishedName::new();
     params
         .distinguished_name
         .push(DnType::OrganizationName, "c19");
-    params.distinguished_name.push(DnType::CommonName, "c19 CA");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("c19 CA {id}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -219,7 +230,6 @@ pub fn ca(args: &CaArgs) -> Result<Vec<PathBuf>, CertsError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     set_validity(&mut params, args.days, false);
-    let key = KeyPair::generate().map_err(CertsError::Generate)?;
     let cert = params.self_signed(&key).map_err(CertsError::Generate)?;
 
     make_dir(&args.out)?;
