@@ -306,8 +306,8 @@ fn set_validity(params: &mut CertificateParams, days: i64, expired: bool) {
         params.not_before = epoch + now.saturating_sub(2 * DAY);
         params.not_after = epoch + now.saturating_sub(DAY);
     } else {
-        // `days` is at most MAX_DAYS (clap checks), far from the year 9999 limit.
-        let days = u32::try_from(days).unwrap_or(1);
+        // Clamped as clap checks `--days`, far from the year 9999 the date type ends at.
+        let days = u32::try_from(days.clamp(1, MAX_DAYS)).unwrap_or(1);
         params.not_before = epoch + now.saturating_sub(BACKDATE);
         params.not_after = epoch + now + DAY * days;
     }
