@@ -5,8 +5,8 @@ use std::{path::PathBuf, process::ExitCode};
 use c19_core::{Config, Shutdown, registry};
 use serde_json::Value;
 
-use crate::telemetry;
-use clap::{Parser, ValueEnum};
+use crate::{certs, telemetry};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum, error::ErrorKind};
 use tracing_subscriber::EnvFilter;
 
 /// c19: keeps a shared key/value state beside your service and gossips it to its peers.
@@ -35,6 +35,18 @@ pub struct Cli {
     /// The log format. The level comes from RUST_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "C19_LOG_FORMAT")]
     pub log_format: LogFormat,
+
+    /// A command other than running the agent (which is what no command does).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The commands besides running the agent.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a CA and agent certificates for mutual TLS between agents.
+    #[command(subcommand)]
+    Certs(certs::Certs),
 }
 
 /// How log lines are written.
@@ -46,12 +58,28 @@ pub enum LogFormat {
     Json,
 }
 
-/// Runs the command line: parses the arguments, then runs, checks or lists.
+/// Runs the command line: parses the arguments, then runs, checks or lists, or runs a
+/// command (`c19 certs ...`).
 ///
 /// Exit codes: 0 on success or after a graceful shutdown, 1 when the agent fails while
 /// running, 2 for a configuration or usage error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = &cli.command {
+        if cli.check || cli.kinds {
+            let flag = if cli.check { "--check" } else { "--kinds" };
+            let _ = Cli::command()
+                .error(
+                    ErrorKind::ArgumentConflict,
+                    format!("{flag} cannot be used with a command"),
+                )
+                .print();
+            return ExitCode::from(2);
+        }
+        return match command {
+            Command::Certs(certs) => certs::main(certs),
+        };
+    }
     if cli.kinds {
         print!("{}", registry::kinds());
         return ExitCode::SUCCESS;

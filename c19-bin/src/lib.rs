@@ -18,6 +18,7 @@ use c19_peer_provider_static as _;
 #[cfg(feature = "state-default")]
 use c19_state_default as _;
 
+pub mod certs;
 mod cli;
 mod telemetry;
 
@@ -27,4 +28,4 @@ mod telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub use cli::{Cli, LogFormat, main};
+pub use cli::{Cli, Command, LogFormat, main};

@@ -5,7 +5,9 @@
 //! the workspace. Every overlay is rendered with `kubectl kustomize` (these tests print why
 //! and pass when no kubectl is found; set `KUBECTL` to pick one), every resource is read
 //! into its k8s-openapi type, and the references between them are checked: config, ports,
-//! probes, labels, ServiceAccount and RBAC. Each c19 configuration must pass `c19 --check`.
+//! probes, labels, ServiceAccount and RBAC, and for the overlays with mutual TLS the
+//! certificate Secret and cert-manager resources (read as JSON: k8s-openapi has no types
+//! for them). Each c19 configuration must pass `c19 --check`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "deploy/agents.rs"]
@@ -18,6 +20,8 @@ mod dockerfile;
 mod render;
 #[path = "deploy/repo.rs"]
 mod repo;
+#[path = "deploy/tls.rs"]
+mod tls;
 #[path = "deploy/traffic.rs"]
 mod traffic;
 
@@ -261,6 +265,19 @@ fn every_overlay_renders_typed_resources_for_its_strategy() {
                 metadata.name
             );
         }
+        for resource in r
+            .cert_manager
+            .iter()
+            .filter(|r| r["kind"] != "ClusterIssuer")
+        {
+            assert_eq!(
+                resource["metadata"]["namespace"].as_str(),
+                namespace,
+                "overlay {name}: {} {} is outside its namespace",
+                resource["kind"],
+                resource["metadata"]["name"]
+            );
+        }
 
         let workloads = Workload::all(r);
         let sidecar = workloads.iter().any(|w| {
@@ -280,7 +297,7 @@ fn every_overlay_renders_typed_resources_for_its_strategy() {
         let expected = match name.as_str() {
             "sidecar" | "all-namespaces" => (true, false, false),
             "daemonset" => (false, true, false),
-            "standalone" => (false, false, true),
+            "standalone" | "standalone-tls" => (false, false, true),
             "hybrid" => (true, false, true),
             other => panic!("overlay {other}: add its strategy to this test"),
         };
@@ -364,6 +381,73 @@ fn every_agent_pod_agrees_with_its_config_rbac_and_image() {
 }
 
 #[test]
+fn every_tls_agent_reads_its_certificates_from_the_secret_cert_manager_fills() {
+    let Some(overlays) = render::overlays(
+        "every_tls_agent_reads_its_certificates_from_the_secret_cert_manager_fills",
+    ) else {
+        return;
+    };
+    let image = image();
+    let mut problems = Vec::new();
+    let mut tls_overlays = BTreeSet::new();
+    for overlay in overlays {
+        let resources = &overlay.resources;
+        let mut uses = Vec::new();
+        let mut plain = Vec::new();
+        for workload in Workload::all(resources) {
+            for (container, _) in workload.agents() {
+                let at = format!("{} container {}", workload.describe(), container.name);
+                let Ok(config) =
+                    agents::config(resources, &workload, container, &image.config_path)
+                else {
+                    continue; // reported by every_agent_pod_agrees_with_its_config_rbac_and_image
+                };
+                let (found, use_) = tls::agent(&workload, container, &config);
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|problem| format!("overlay {}: {at}: {problem}", overlay.name)),
+                );
+                match use_ {
+                    Some(use_) => uses.push((at, use_)),
+                    None => plain.push(at),
+                }
+            }
+        }
+        if tls::uses_component(&overlay.name) && !plain.is_empty() {
+            problems.push(format!(
+                "overlay {} uses {} but these agents have no spec.connection.tls: {plain:?}",
+                overlay.name,
+                tls::COMPONENT
+            ));
+        } else if !uses.is_empty() && !plain.is_empty() {
+            problems.push(format!(
+                "overlay {}: one mesh of TLS and plain agents, which cannot talk: {plain:?}",
+                overlay.name
+            ));
+        }
+        if !uses.is_empty() {
+            tls_overlays.insert(overlay.name.as_str());
+        }
+        problems.extend(
+            tls::cert_manager(resources, &uses)
+                .into_iter()
+                .map(|problem| format!("overlay {}: {problem}", overlay.name)),
+        );
+    }
+    assert!(
+        tls_overlays.contains("standalone-tls"),
+        "no overlay runs agents with TLS: {tls_overlays:?}"
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
 fn every_agent_config_passes_c19_check() {
     let Some(overlays) = render::overlays("every_agent_config_passes_c19_check") else {
         return;
@@ -423,6 +507,16 @@ fn every_agent_config_passes_c19_check() {
                     let (ours, theirs) = (path(&config.effective, field), path(&effective, field));
                     if ours != theirs {
                         problems.push(format!("{at}: c19 uses peer_provider.{field} {theirs}, the manifests expect {ours}"));
+                    }
+                }
+                // The TLS settings the manifests give, as c19 read them.
+                let tls = |tree: &Value| tree["spec"]["connection"]["tls"].clone();
+                for (field, ours) in tls(&config.effective).as_object().into_iter().flatten() {
+                    let theirs = &tls(&effective)[field];
+                    if ours != theirs {
+                        problems.push(format!(
+                            "{at}: c19 uses tls.{field} {theirs}, the manifests expect {ours}"
+                        ));
                     }
                 }
             }

@@ -56,7 +56,112 @@ pub struct Resources {
     pub cluster_roles: Vec<ClusterRole>,
     /// ClusterRoleBindings.
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    /// cert-manager resources (`Issuer`, `ClusterIssuer`, `Certificate`), which
+    /// k8s-openapi has no types for, as JSON checked against [`CERT_MANAGER_FIELDS`].
+    pub cert_manager: Vec<Value>,
 }
+
+/// The cert-manager API group and version the manifests use.
+pub const CERT_MANAGER_API: &str = "cert-manager.io/v1";
+
+/// The fields of the cert-manager kinds the manifests may hold, by kind and JSON path
+/// (`spec.privateKey`): a misspelt field is an error, as for the typed resources. Paths
+/// not listed (`spec.selfSigned`) are not looked into.
+pub const CERT_MANAGER_FIELDS: &[(&str, &str, &[&str])] = &[
+    ("Issuer", "", &["apiVersion", "kind", "metadata", "spec"]),
+    (
+        "Issuer",
+        "spec",
+        &["selfSigned", "ca", "acme", "vault", "venafi"],
+    ),
+    (
+        "Issuer",
+        "spec.ca",
+        &[
+            "secretName",
+            "crlDistributionPoints",
+            "ocspServers",
+            "issuingCertificateURLs",
+        ],
+    ),
+    (
+        "ClusterIssuer",
+        "",
+        &["apiVersion", "kind", "metadata", "spec"],
+    ),
+    (
+        "ClusterIssuer",
+        "spec",
+        &["selfSigned", "ca", "acme", "vault", "venafi"],
+    ),
+    (
+        "Certificate",
+        "",
+        &["apiVersion", "kind", "metadata", "spec"],
+    ),
+    (
+        "Certificate",
+        "spec",
+        &[
+            "secretName",
+            "secretTemplate",
+            "issuerRef",
+            "commonName",
+            "dnsNames",
+            "ipAddresses",
+            "uris",
+            "emailAddresses",
+            "otherNames",
+            "subject",
+            "literalSubject",
+            "duration",
+            "renewBefore",
+            "renewBeforePercentage",
+            "usages",
+            "privateKey",
+            "isCA",
+            "keystores",
+            "revisionHistoryLimit",
+            "additionalOutputFormats",
+            "encodeUsagesInRequest",
+            "nameConstraints",
+            "signatureAlgorithm",
+        ],
+    ),
+    (
+        "Certificate",
+        "spec.privateKey",
+        &["algorithm", "size", "encoding", "rotationPolicy"],
+    ),
+    ("Certificate", "spec.issuerRef", &["name", "kind", "group"]),
+];
+
+/// The values cert-manager accepts in a Certificate's `spec.usages`.
+pub const CERT_MANAGER_USAGES: &[&str] = &[
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+];
 
 /// One rendered overlay.
 #[derive(Debug)]
@@ -176,7 +281,8 @@ fn render(kubectl: &Path, name: &str) -> Overlay {
             || take(document, &what, &mut r.roles)
             || take(document, &what, &mut r.role_bindings)
             || take(document, &what, &mut r.cluster_roles)
-            || take(document, &what, &mut r.cluster_role_bindings);
+            || take(document, &what, &mut r.cluster_role_bindings)
+            || take_cert_manager(document, &what, &mut r.cert_manager);
         assert!(
             typed,
             "{what}: apiVersion {} kind {} is not a type this test knows; add it to render.rs",
@@ -210,6 +316,34 @@ where
         );
     }
     into.push(typed);
+    true
+}
+
+/// Keeps `document` when it is a cert-manager kind whose fields are all known.
+fn take_cert_manager(document: &Value, what: &str, into: &mut Vec<Value>) -> bool {
+    let kind = document["kind"].as_str().unwrap_or_default();
+    if document["apiVersion"] != CERT_MANAGER_API
+        || !CERT_MANAGER_FIELDS.iter().any(|(k, _, _)| *k == kind)
+    {
+        return false;
+    }
+    for (_, path, allowed) in CERT_MANAGER_FIELDS.iter().filter(|(k, _, _)| *k == kind) {
+        let node = path
+            .split('.')
+            .filter(|part| !part.is_empty())
+            .fold(document, |node, part| &node[part]);
+        for field in node.as_object().into_iter().flatten().map(|(key, _)| key) {
+            assert!(
+                allowed.contains(&field.as_str()),
+                "{what}: field `{path}.{field}` is not part of the cert-manager {kind} schema (misspelt or misplaced?)"
+            );
+        }
+    }
+    assert!(
+        document["metadata"]["name"].is_string(),
+        "{what}: no metadata.name"
+    );
+    into.push(document.clone());
     true
 }
 
