@@ -447,6 +447,54 @@ fn every_tls_agent_reads_its_certificates_from_the_secret_cert_manager_fills() {
     );
 }
 
+/// For a configuration with peer TLS, the `C19_SPEC__CONNECTION__TLS__*` overrides that
+/// point `cert`, `key` and `ca` at files of the same names made by `c19 certs` in `dir`
+/// (a CA and a certificate for the configured `server_name`).
+fn tls_stand_ins(binary: &Path, effective: &Value, dir: &Path) -> Vec<(String, String)> {
+    let tls = &effective["spec"]["connection"]["tls"];
+    if !tls.is_object() {
+        return Vec::new();
+    }
+    let name = tls["server_name"].as_str().unwrap_or("c19");
+    let (ca, out) = (dir.join("ca"), dir.join(format!("tls-{name}")));
+    let run = |args: &[&std::ffi::OsStr]| {
+        let output = Command::new(binary)
+            .arg("certs")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "c19 certs {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    if !ca.join("ca.crt").exists() {
+        run(&["ca".as_ref(), "--out".as_ref(), ca.as_os_str()]);
+    }
+    if !out.join("tls.crt").exists() {
+        run(&[
+            "issue".as_ref(),
+            "--ca".as_ref(),
+            ca.as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ]);
+    }
+    ["cert", "key", "ca"]
+        .into_iter()
+        .filter_map(|field| {
+            let file = Path::new(tls[field].as_str()?).file_name()?.to_owned();
+            Some((
+                format!("C19_SPEC__CONNECTION__TLS__{}", field.to_uppercase()),
+                out.join(file).to_string_lossy().into_owned(),
+            ))
+        })
+        .collect()
+}
+
 #[test]
 fn every_agent_config_passes_c19_check() {
     let Some(overlays) = render::overlays("every_agent_config_passes_c19_check") else {
@@ -476,8 +524,12 @@ fn every_agent_config_passes_c19_check() {
                 for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("C19_")) {
                     command.env_remove(name);
                 }
+                // `--check` reads the TLS files: stand in for the Secret's mount with
+                // files `c19 certs` makes, at the same names.
+                let tls_paths = tls_stand_ins(&binary, &config.effective, dir.path());
                 let output = command
                     .envs(config.overrides.iter().cloned())
+                    .envs(tls_paths.iter().cloned())
                     .output()
                     .unwrap();
                 checked += 1;
@@ -512,7 +564,21 @@ fn every_agent_config_passes_c19_check() {
                 // The TLS settings the manifests give, as c19 read them.
                 let tls = |tree: &Value| tree["spec"]["connection"]["tls"].clone();
                 for (field, ours) in tls(&config.effective).as_object().into_iter().flatten() {
-                    let theirs = &tls(&effective)[field];
+                    let mut theirs = tls(&effective)[field].clone();
+                    if let Some((_, stand_in)) = tls_paths
+                        .iter()
+                        .find(|(_, path)| Some(path.as_str()) == theirs.as_str())
+                    {
+                        // Compare where the manifests put the file, not the stand-in.
+                        let name = Path::new(stand_in).file_name().unwrap().to_string_lossy();
+                        let manifest = ours.as_str().unwrap_or_default();
+                        theirs = if manifest.ends_with(&format!("/{name}")) {
+                            ours.clone()
+                        } else {
+                            Value::String(stand_in.clone())
+                        };
+                    }
+                    let theirs = &theirs;
                     if ours != theirs {
                         problems.push(format!(
                             "{at}: c19 uses tls.{field} {theirs}, the manifests expect {ours}"
