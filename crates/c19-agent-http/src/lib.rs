@@ -12,7 +12,17 @@
 //!   auth:                 # optional: bearer tokens on every request
 //!     tokens_file: /etc/c19/tokens  # one token a line; "TOKEN read" makes it read-only
 //!     reload_interval: 5000         # ms between checks of the file for changes
+//!   tls:                  # optional: HTTPS on the agent port
+//!     cert: /etc/c19/tls/tls.crt
+//!     key: /etc/c19/tls/tls.key
+//!     ca: /etc/c19/tls/ca.crt       # optional: clients must present a certificate
 //! ```
+//!
+//! # HTTPS
+//!
+//! With `tls` ([`AgentTls`]), the port speaks only TLS; with `tls.ca`, clients must present
+//! a certificate that chains to it. Handshakes run off the accept loop; refusals are
+//! counted in `c19_agent_refused_total{reason}`. The files are reloaded when they change.
 //!
 //! # Bearer tokens
 //!

@@ -11,6 +11,12 @@
 //!   timeout: 1000         # ms to connect to a peer and to complete a push
 //!   max_message_bytes: 4194304  # most bytes of one anti-entropy message
 //!   peer_provider: { kind: Static, peers: ["10.0.0.2:4097", "c19-1.c19.svc"] }
+//!   tls:                  # optional: mutual TLS between agents
+//!     cert: /etc/c19/tls/tls.crt
+//!     key: /etc/c19/tls/tls.key
+//!     ca: /etc/c19/tls/ca.crt
+//!     server_name: c19
+//!     mode: strict        # or permissive, to migrate
 //! ```
 //!
 //! It speaks the 0.1 protocol, so 0.1 and c19 agents can share a cluster:
@@ -50,6 +56,11 @@
 //! address, and a random node id sent with every request and response unmasks it behind
 //! any other address. Counters of the traffic are served on `GET /_c19/stats` and, as
 //! `c19_connection_*` metrics, through the `metrics` facade.
+//!
+//! # Mutual TLS
+//!
+//! With `tls:` set, peers speak HTTPS with client certificates; see [`PeerTls`] and the
+//! `c19-tls` crate. Without it, nothing changes on the wire.
 //!
 //! On shutdown the publisher pushes every change it has not published yet before the
 //! layer returns, so a write acknowledged just before a rolling restart reaches peers.
