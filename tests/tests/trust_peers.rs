@@ -262,3 +262,26 @@ async fn plaintext_to_permissive_to_strict_one_agent_at_a_time() {
     .await;
     assert!(!applied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tls_files_stop_start_up_naming_the_file() {
+    let ca = Ca::new("c19 test CA");
+    let certs = tempfile::tempdir().unwrap();
+    ca.write(certs.path(), &["c19"], false);
+    // The certificate of another CA than the one configured.
+    std::fs::write(certs.path().join("ca.crt"), Ca::new("another CA").pem).unwrap();
+    let mut cluster = ClusterBuilder::new(agent_bin!(), 1)
+        .connection_yaml(&peer_tls_yaml(certs.path(), "strict"))
+        .build();
+    let node = &mut cluster.nodes[0];
+    node.spawn();
+    let code = node.wait_exit(DEADLINE).await;
+    assert_eq!(code, Some(1), "{}", node.logs());
+    let logs = node.logs();
+    assert!(logs.contains("is not signed by the CA"), "{logs}");
+    assert!(
+        logs.contains(&format!("{}/tls.crt", certs.path().display())),
+        "{logs}"
+    );
+    assert!(!logs.contains("PRIVATE KEY"), "{logs}");
+}
