@@ -8,6 +8,7 @@ use crate::util::{cargo, output, root, run as step};
 /// so each is verified against the others as a local registry (none is published yet).
 pub const PUBLISHED: &[&str] = &[
     "c19-core",
+    "c19-tls",
     "c19-state-default",
     "c19-connection-default",
     "c19-agent-http",
