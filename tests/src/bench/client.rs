@@ -89,6 +89,12 @@ impl Api {
         Ok(Self { client })
     }
 
+    /// A client around `client`, e.g. one that presents a peer certificate to
+    /// agents whose peer port requires TLS.
+    pub fn from_client(client: reqwest::Client) -> Self {
+        Self { client }
+    }
+
     /// The underlying client.
     pub fn client(&self) -> &reqwest::Client {
         &self.client

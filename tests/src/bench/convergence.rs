@@ -27,7 +27,7 @@ pub const R0: usize = 3;
 /// How often every agent is polled for a write.
 const POLL: Duration = Duration::from_millis(20);
 /// How long a write may take to reach every agent before it counts as lost.
-const DEADLINE: Duration = Duration::from_secs(15);
+pub(super) const DEADLINE: Duration = Duration::from_secs(15);
 
 /// The kind of write measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +153,7 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
 
 /// Polls every agent until each reads `expected` under `key`; the time from `start`
 /// until the last agent did, or `None` past the deadline.
-async fn everywhere(
+pub(super) async fn everywhere(
     api: &Api,
     agents: &[String],
     key: &str,

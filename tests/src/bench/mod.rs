@@ -8,6 +8,8 @@
 //!    the same load; GET latency during a big merge.
 //! 4. Memory: resident memory per key at 100k and 1M keys.
 //! 5. Catch-up: a restarted empty agent until it holds the whole state (run with 2).
+//! 6. TLS: plaintext and mutual TLS (`strict`) side by side on 10 agents: bytes at rest,
+//!    convergence of a new key.
 //!
 //! Every figure is printed next to the target of the issue that set it.
 
@@ -25,6 +27,7 @@ pub mod report;
 pub mod stats;
 pub mod svg;
 pub mod throughput;
+pub mod tls;
 
 use std::{
     fs,
@@ -64,11 +67,19 @@ pub enum Scenario {
     Agent,
     /// Memory per key.
     Memory,
+    /// Mutual TLS beside plaintext.
+    Tls,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 4] = [Self::Convergence, Self::Network, Self::Agent, Self::Memory];
+    pub const ALL: [Self; 5] = [
+        Self::Convergence,
+        Self::Network,
+        Self::Agent,
+        Self::Memory,
+        Self::Tls,
+    ];
 
     /// The scenario's name on the command line.
     pub fn name(self) -> &'static str {
@@ -77,6 +88,7 @@ impl Scenario {
             Self::Network => "network",
             Self::Agent => "agent",
             Self::Memory => "memory",
+            Self::Tls => "tls",
         }
     }
 
@@ -221,6 +233,11 @@ pub async fn run(options: &Options) -> Report {
                 let outcome = guarded("memory", async move { memory::run(&agent, &levels).await });
                 record(&mut report, "memory", outcome.await);
             }
+            Scenario::Tls => {
+                let (agent, writes) = (agent.clone(), plan.writes);
+                let outcome = guarded("tls", async move { tls::run(&agent, writes).await });
+                record(&mut report, "tls", outcome.await);
+            }
         }
     }
     report.duration = began.elapsed();
@@ -353,6 +370,12 @@ fn notes(generator: &Generator) -> Vec<String> {
         "Memory: VmRSS of the agent before loading and after loading (and 1 s to settle), divided by \
          the keys; values are 60 bytes of JSON."
             .to_owned(),
+        format!(
+            "TLS: 10 agents as in Convergence, 1,000 keys; plaintext and TLS strict clusters in \
+             alternating rounds ({} each, order ABBA); at-rest bytes as in Network; new keys as in \
+             Convergence.",
+            tls::ROUNDS
+        ),
         "Catch-up: from starting the killed agent's process again until it reads every key.".to_owned(),
         "Every agent and the load generator share the machine's CPUs.".to_owned(),
     ]

@@ -253,7 +253,7 @@ fn traffic_figures(
     ]
 }
 
-fn wire_note() -> &'static str {
+pub(super) fn wire_note() -> &'static str {
     if machine::in_private_netns() {
         "loopback bytes incl. HTTP/TCP/IP headers"
     } else {
@@ -313,7 +313,7 @@ pub(super) async fn counters(api: &Api, peers: &[String]) -> Result<Counters> {
 }
 
 /// Bytes sent between two readings, divided by `per`: (body, wire).
-fn delta(before: Counters, after: Counters, per: f64) -> (f64, Option<f64>) {
+pub(super) fn delta(before: Counters, after: Counters, per: f64) -> (f64, Option<f64>) {
     let body = after.body.bytes_sent.saturating_sub(before.body.bytes_sent) as f64 / per;
     let wire = before
         .wire
