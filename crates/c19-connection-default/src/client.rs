@@ -89,12 +89,13 @@ impl PeerClient {
             .connect_timeout(settings.timeout)
             // A peer that stops sending in the middle of a response.
             .read_timeout(settings.server_timeout)
-            // Our servers close connections idle for twice `server_timeout`: let go first,
+            // Our servers close connections idle for `keep_alive`: let go first,
             // with a margin for a request to arrive, but keep them long enough that pulls
             // and pushes to a peer mostly reuse one (a new connection costs more bytes than
             // an exchange between equal agents).
             .pool_idle_timeout(
-                (settings.server_timeout * 2)
+                settings
+                    .keep_alive
                     .saturating_sub(IDLE_MARGIN)
                     .max(settings.server_timeout),
             )

@@ -161,6 +161,10 @@ pub(crate) struct Settings {
     /// response) before closing the connection: lenient, as 0.1 clients have no timeout
     /// of their own and a push may be large.
     pub server_timeout: Duration,
+    /// How long a connection between peers may stay idle before the server closes it
+    /// (the client lets go a little earlier): twice `server_timeout`, longer with TLS
+    /// ([`Settings::with_tls`]).
+    pub keep_alive: Duration,
     pub body_limit: usize,
     pub max_push_bytes: usize,
     /// The largest anti-entropy message, before compression (at most `body_limit`).
@@ -168,6 +172,23 @@ pub(crate) struct Settings {
     pub concurrency: usize,
     /// The first back-off after a peer fails; it doubles up to [`MAX_BACKOFF`].
     pub backoff: Duration,
+}
+
+/// The longest idle time of a TLS connection between peers ([`Settings::with_tls`]).
+const MAX_TLS_KEEP_ALIVE: Duration = Duration::from_secs(600);
+
+impl Settings {
+    /// The settings for mutual TLS: a new TLS connection costs a handshake (kilobytes,
+    /// with both certificates) where a plaintext one costs a few TCP segments, so idle
+    /// connections are kept for ten pull intervals (at most ten minutes), so that the
+    /// random peers of later rounds mostly find theirs open. Only peers that passed the
+    /// handshake hold a connection that long.
+    pub(crate) fn with_tls(mut self) -> Self {
+        self.keep_alive = self
+            .keep_alive
+            .max((self.pull_interval * 10).min(MAX_TLS_KEEP_ALIVE));
+        self
+    }
 }
 
 /// The longest a failing peer is skipped before it is tried again.
@@ -191,6 +212,7 @@ impl DefaultConnection {
             r0: self.r0.get(),
             timeout,
             server_timeout: (timeout * 5).max(Duration::from_secs(1)),
+            keep_alive: (timeout * 5).max(Duration::from_secs(1)) * 2,
             body_limit: self.body_limit.get(),
             max_push_bytes: self.max_push_bytes.get(),
             max_message_bytes: self.max_message_bytes.min(self.body_limit).get(),

@@ -162,7 +162,10 @@ impl DefaultConnection {
         tls: Option<LoadedTls>,
     ) -> Result<(), LayerError> {
         let local = listener.local_addr()?;
-        let settings = self.settings(local.port());
+        let mut settings = self.settings(local.port());
+        if tls.is_some() {
+            settings = settings.with_tls();
+        }
         let node = NodeId::random();
         let stats = Arc::new(Stats::default());
         tracing::info!(%local, node = %node, "peer server listening");
@@ -234,7 +237,7 @@ impl DefaultConnection {
                 server::router(server),
                 settings.server_timeout,
                 shutdown.clone(),
-                acceptor,
+                acceptor.map(|acceptor| (acceptor, settings.keep_alive)),
             ),
             publisher::run(&gossip, &shutdown),
             receiver::run(&gossip, &shutdown),

@@ -47,7 +47,7 @@ pub(crate) async fn serve(
     router: Router,
     timeout: Duration,
     shutdown: Shutdown,
-    tls: Option<Acceptor>,
+    tls: Option<(Acceptor, Duration)>,
 ) {
     let refusals = Arc::new(RefusalLog::default());
     let graceful = GracefulShutdown::new();
@@ -59,6 +59,17 @@ pub(crate) async fn serve(
         // Peers have no use for a Date header: its bytes would be most of an answer
         // between agents at rest.
         .auto_date_header(false);
+    // TLS connections stay open longer when idle: only peers that passed the handshake
+    // hold them, and a new one costs a handshake.
+    let tls_http = tls.as_ref().map(|(_, keep_alive)| {
+        let mut tls_http = http.clone();
+        tls_http.header_read_timeout(*keep_alive);
+        tls_http
+    });
+    let (tls, tls_keep_alive) = match tls {
+        Some((acceptor, keep_alive)) => (Some(acceptor), keep_alive),
+        None => (None, timeout * 2),
+    };
     loop {
         let permit = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -80,7 +91,8 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
-        let (http, tls, refusals) = (http.clone(), tls.clone(), refusals.clone());
+        let (plain_http, tls_http) = (http.clone(), tls_http.clone());
+        let (tls, refusals) = (tls.clone(), refusals.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let stream = match tls {
@@ -102,8 +114,12 @@ pub(crate) async fn serve(
                     }
                 },
             };
+            let (http, idle) = match (&stream, tls_http) {
+                (MaybeTls::Tls(_), Some(tls_http)) => (tls_http, tls_keep_alive),
+                _ => (plain_http, timeout * 2),
+            };
             let mut stream = TimeoutStream::new(stream);
-            stream.set_read_timeout(Some(timeout * 2));
+            stream.set_read_timeout(Some(idle));
             stream.set_write_timeout(Some(timeout * 2));
             let connection = http.serve_connection(TokioIo::new(Box::pin(stream)), service);
             if let Err(failure) = watcher.watch(connection).await {
