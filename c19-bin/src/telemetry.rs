@@ -1,6 +1,11 @@
 //! The telemetry endpoints, on their own port so no key name can collide with them:
 //! `GET /healthz` (the process is alive), `GET /readyz` (state initialised and seeded,
-//! listeners up; 503 otherwise) and `GET /metrics` (Prometheus text format).
+//! listeners up, first sync with a peer done or nothing to wait for; 503 otherwise) and
+//! `GET /metrics` (Prometheus text format).
+//!
+//! `/readyz` answers `{"ready": bool, "components": {"agent": bool, ...}}`, plus
+//! `"waiting": "<what>"` (e.g. `first sync with a peer`) while a component that said
+//! what it waits for is not ready.
 
 use axum::{
     Json, Router,
@@ -99,15 +104,16 @@ pub async fn serve(listener: TcpListener, metrics: Option<PrometheusHandle>, shu
 async fn readyz() -> impl IntoResponse {
     let components = health::snapshot();
     let ready = health::is_ready();
+    let mut body = serde_json::json!({ "ready": ready, "components": components });
+    if let Some(waiting) = health::waiting_for().filter(|_| !ready) {
+        body["waiting"] = serde_json::Value::String(waiting);
+    }
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(serde_json::json!({ "ready": ready, "components": components })),
-    )
+    (status, Json(body))
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ mod config;
 mod error;
 mod exported;
 mod final_push;
+mod first_sync;
 mod gossip;
 mod identity;
 mod peers;
@@ -75,7 +76,7 @@ mod tests;
 use std::{net::SocketAddr, sync::Arc};
 
 use c19_core::{
-    Connection, LayerError, SafeState, Shutdown, health, reexports::futures::future::BoxFuture,
+    Connection, LayerError, SafeState, Shutdown, reexports::futures::future::BoxFuture,
 };
 use tokio::net::TcpListener;
 
@@ -85,7 +86,9 @@ pub use identity::{NODE_HEADER, NodeId};
 pub use stats::{Stats, StatsSnapshot};
 pub use tls::{PeerTls, TlsMode};
 
-use crate::{client::PeerClient, gossip::Gossip, peers::PeerBook, server::PeerServer};
+use crate::{
+    client::PeerClient, first_sync::FirstSync, gossip::Gossip, peers::PeerBook, server::PeerServer,
+};
 
 #[typetag::serde(name = "Default")]
 impl Connection for DefaultConnection {
@@ -100,7 +103,6 @@ impl Connection for DefaultConnection {
                     addr: addr.to_string(),
                     source,
                 })?;
-            health::ready("connection");
             self.run_with(listener, state, shutdown, tls).await
         })
     }
@@ -154,6 +156,8 @@ impl DefaultConnection {
         let settings = self.settings(local.port());
         let node = NodeId::random();
         let stats = Arc::new(Stats::default());
+        let first_sync = FirstSync::new(settings.sync_timeout, shutdown.clone());
+        first_sync.begin();
         tracing::info!(%local, node = %node, "peer server listening");
 
         let provider = self.peer_provider.as_deref();
@@ -216,6 +220,7 @@ impl DefaultConnection {
             pulled: Default::default(),
             catching_up: true.into(),
             dialects: Default::default(),
+            first_sync,
         };
         tokio::join!(
             server::serve(
@@ -227,6 +232,7 @@ impl DefaultConnection {
             ),
             publisher::run(&gossip, &shutdown),
             receiver::run(&gossip, &shutdown),
+            gossip.first_sync.time_out(&shutdown),
         );
         Ok(())
     }
