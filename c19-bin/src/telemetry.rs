@@ -78,6 +78,28 @@ pub async fn bind(config: &TelemetryConfig) -> Result<TcpListener, LayerError> {
         .map_err(|source| LayerError::Bind { addr, source })
 }
 
+/// Binds the telemetry listener; `None` (after a warning naming the port) when the
+/// configuration has no telemetry section and the default port is taken, so agents of
+/// 0.1 files can share a host. A taken port that was configured is an error.
+pub async fn bind_or_skip(config: &TelemetryConfig) -> Result<Option<TcpListener>, LayerError> {
+    match bind(config).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(LayerError::Bind { addr, source })
+            if !config.explicit && source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            tracing::warn!(
+                %addr,
+                port = config.port,
+                "telemetry: port {} is taken and no telemetry section is configured; running \
+                 without /healthz, /readyz and /metrics (set spec.telemetry to serve them)",
+                config.port
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Serves the endpoints on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, metrics: Option<PrometheusHandle>, shutdown: Shutdown) {
     let router = Router::new()
@@ -124,6 +146,23 @@ mod tests {
     };
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_taken_default_port_is_skipped_and_a_configured_one_is_an_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let mut config = TelemetryConfig {
+            address: "127.0.0.1".into(),
+            port,
+            ..TelemetryConfig::default()
+        };
+        assert!(bind_or_skip(&config).await.unwrap().is_none());
+        config.explicit = true;
+        let error = bind_or_skip(&config).await.unwrap_err().to_string();
+        assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+        drop(taken);
+        assert!(bind_or_skip(&config).await.unwrap().is_some());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn upkeep_runs_every_interval_until_shutdown() {
