@@ -10,6 +10,7 @@
 //!   r0: 3                 # peers per push and per pull, chosen at random
 //!   timeout: 1000         # ms to connect to a peer and to complete a push
 //!   max_message_bytes: 4194304  # most bytes of one anti-entropy message
+//!   sync_timeout: 10000   # ms readiness waits for a first sync while no peer answers
 //!   peer_provider: { kind: Static, peers: ["10.0.0.2:4097", "c19-1.c19.svc"] }
 //! ```
 //!
@@ -22,6 +23,17 @@
 //! - the **publisher** pushes every change (new keys, updates, deletions) made or
 //!   learned since its last pushes to `r0` random peers, each change in two rounds;
 //! - the **receiver** pulls from `r0` random peers at start and every `pull_interval`.
+//!
+//! # Readiness
+//!
+//! The `connection` component of [`c19_core::health`] (and so `/readyz`) turns ready
+//! once the first pull with a peer (an exchange, or a 0.1 whole-state pull) completed:
+//! an agent that reports ready holds the cluster's data. Until then it waits for
+//! `first sync with a peer`, which `/readyz` names. It turns ready without a sync when
+//! the peer provider offers no peer besides this agent (the first pods of a fresh
+//! Kubernetes rollout see none, as the K8s provider offers only ready pods), or when
+//! `sync_timeout` passed with no peer answering, with a warning; an exchange whose peer
+//! answers at that moment is let finish first. The peer server serves peers meanwhile.
 //!
 //! # Anti-entropy between c19 agents
 //!
