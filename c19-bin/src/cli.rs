@@ -143,11 +143,12 @@ async fn run(cli: &Cli, config: Config) -> Result<(), c19_core::Error> {
         "starting c19"
     );
     let telemetry_stop = Shutdown::new();
-    if config.spec.telemetry.enabled {
-        let metrics = telemetry::install_recorder();
-        let listener = telemetry::bind(&config.spec.telemetry)
+    if config.spec.telemetry.enabled
+        && let Some(listener) = telemetry::bind_or_skip(&config.spec.telemetry)
             .await
-            .map_err(c19_core::Error::Telemetry)?;
+            .map_err(c19_core::Error::Telemetry)?
+    {
+        let metrics = telemetry::install_recorder();
         if let Some(metrics) = &metrics {
             tokio::spawn(telemetry::keep_up(metrics.clone(), telemetry_stop.clone()));
         }

@@ -1,6 +1,11 @@
 //! The telemetry endpoints, on their own port so no key name can collide with them:
 //! `GET /healthz` (the process is alive), `GET /readyz` (state initialised and seeded,
-//! listeners up; 503 otherwise) and `GET /metrics` (Prometheus text format).
+//! listeners up, first sync with a peer done or nothing to wait for; 503 otherwise) and
+//! `GET /metrics` (Prometheus text format).
+//!
+//! `/readyz` answers `{"ready": bool, "components": {"agent": bool, ...}}`, plus
+//! `"waiting": "<what>"` (e.g. `first sync with a peer`) while a component that said
+//! what it waits for is not ready.
 
 use axum::{
     Json, Router,
@@ -73,6 +78,28 @@ pub async fn bind(config: &TelemetryConfig) -> Result<TcpListener, LayerError> {
         .map_err(|source| LayerError::Bind { addr, source })
 }
 
+/// Binds the telemetry listener; `None` (after a warning naming the port) when the
+/// configuration has no telemetry section and the default port is taken, so agents of
+/// 0.1 files can share a host. A taken port that was configured is an error.
+pub async fn bind_or_skip(config: &TelemetryConfig) -> Result<Option<TcpListener>, LayerError> {
+    match bind(config).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(LayerError::Bind { addr, source })
+            if !config.explicit && source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            tracing::warn!(
+                %addr,
+                port = config.port,
+                "telemetry: port {} is taken and no telemetry section is configured; running \
+                 without /healthz, /readyz and /metrics (set spec.telemetry to serve them)",
+                config.port
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 /// Serves the endpoints on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, metrics: Option<PrometheusHandle>, shutdown: Shutdown) {
     let router = Router::new()
@@ -99,15 +126,16 @@ pub async fn serve(listener: TcpListener, metrics: Option<PrometheusHandle>, shu
 async fn readyz() -> impl IntoResponse {
     let components = health::snapshot();
     let ready = health::is_ready();
+    let mut body = serde_json::json!({ "ready": ready, "components": components });
+    if let Some(waiting) = health::waiting_for().filter(|_| !ready) {
+        body["waiting"] = serde_json::Value::String(waiting);
+    }
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(serde_json::json!({ "ready": ready, "components": components })),
-    )
+    (status, Json(body))
 }
 
 #[cfg(test)]
@@ -118,6 +146,23 @@ mod tests {
     };
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_taken_default_port_is_skipped_and_a_configured_one_is_an_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let mut config = TelemetryConfig {
+            address: "127.0.0.1".into(),
+            port,
+            ..TelemetryConfig::default()
+        };
+        assert!(bind_or_skip(&config).await.unwrap().is_none());
+        config.explicit = true;
+        let error = bind_or_skip(&config).await.unwrap_err().to_string();
+        assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+        drop(taken);
+        assert!(bind_or_skip(&config).await.unwrap().is_some());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn upkeep_runs_every_interval_until_shutdown() {

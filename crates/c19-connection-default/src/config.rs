@@ -1,9 +1,8 @@
 //! The configuration of the Default connection (`kind: Default`).
 //!
 //! Every 0.1 field keeps its name, unit and default; the fields 0.1 did not have
-//! (`address`, `body_limit`, `max_push_bytes`, `max_message_bytes`, `concurrency`) have
-//! defaults, so 0.1 files
-//! work unchanged.
+//! (`address`, `body_limit`, `max_push_bytes`, `max_message_bytes`, `concurrency`,
+//! `sync_timeout`) have defaults, so 0.1 files work unchanged.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -71,6 +70,14 @@ pub struct DefaultConnection {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_concurrency")]
     pub concurrency: NonZeroUsize,
+    /// Milliseconds the connection waits, at start, for a peer to answer its first sync
+    /// before it reports ready anyway, with a warning (default 10000). Until its first
+    /// sync with a peer completes, or this long passes with no peer answering, the
+    /// `connection` component (and so `/readyz`) is not ready; with no peer to ask it is
+    /// ready at once.
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_sync_timeout")]
+    pub sync_timeout: NonZeroU64,
     /// Who the peers are. Without one, this agent exchanges nothing (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_provider: Option<Box<dyn PeerProvider>>,
@@ -127,6 +134,10 @@ fn default_concurrency() -> NonZeroUsize {
     non_zero_usize(8)
 }
 
+fn default_sync_timeout() -> NonZeroU64 {
+    non_zero_u64(10_000)
+}
+
 impl Default for DefaultConnection {
     fn default() -> Self {
         Self {
@@ -141,6 +152,7 @@ impl Default for DefaultConnection {
             max_push_bytes: default_max_push_bytes(),
             max_message_bytes: default_max_message_bytes(),
             concurrency: default_concurrency(),
+            sync_timeout: default_sync_timeout(),
             peer_provider: None,
             tls: None,
         }
@@ -170,6 +182,9 @@ pub(crate) struct Settings {
     /// The largest anti-entropy message, before compression (at most `body_limit`).
     pub max_message_bytes: usize,
     pub concurrency: usize,
+    /// How long the first sync may go without a peer answering before the connection
+    /// reports ready anyway.
+    pub sync_timeout: Duration,
     /// The first back-off after a peer fails; it doubles up to [`MAX_BACKOFF`].
     pub backoff: Duration,
 }
@@ -217,6 +232,7 @@ impl DefaultConnection {
             max_push_bytes: self.max_push_bytes.get(),
             max_message_bytes: self.max_message_bytes.min(self.body_limit).get(),
             concurrency: self.concurrency.get(),
+            sync_timeout: ms(self.sync_timeout),
             // A failing peer is skipped for 1, 2, 4, ... push rounds.
             backoff: push_interval.min(MAX_BACKOFF),
         }
@@ -247,6 +263,7 @@ mod tests {
         assert_eq!(config.max_push_bytes.get(), 4 * 1024 * 1024);
         assert_eq!(config.max_message_bytes.get(), 4 * 1024 * 1024);
         assert_eq!(config.concurrency.get(), 8);
+        assert_eq!(config.sync_timeout.get(), 10_000);
         assert!(config.peer_provider.is_none());
         let settings = config.settings(4097);
         assert_eq!(settings.dial_port, 4097);
@@ -270,9 +287,15 @@ mod tests {
     fn numbers_may_be_written_as_strings() {
         let config = parse(
             r#"{"port": "5000", "target_port": "6000", "push_interval": "200", "r0": "2",
-                "body_limit": "1024", "concurrency": "4", "max_message_bytes": "4096"}"#,
+                "body_limit": "1024", "concurrency": "4", "max_message_bytes": "4096",
+                "sync_timeout": "250"}"#,
         )
         .unwrap();
+        assert_eq!(config.sync_timeout.get(), 250);
+        assert_eq!(
+            config.settings(5000).sync_timeout,
+            Duration::from_millis(250)
+        );
         assert_eq!(config.max_message_bytes.get(), 4096);
         assert_eq!(
             config.settings(5000).max_message_bytes,
@@ -300,6 +323,7 @@ mod tests {
             r#"{"push_interval": 0}"#,
             r#"{"pull_interval": "0"}"#,
             r#"{"r0": 0}"#,
+            r#"{"sync_timeout": 0}"#,
             r#"{"timeout": -1}"#,
             r#"{"port": 70000}"#,
             r#"{"port": "http"}"#,

@@ -20,6 +20,7 @@ use crate::{
     client::{PeerClient, Pulled},
     config::Settings,
     error::{Error, Result},
+    first_sync::FirstSync,
     peers::{PeerBook, Target},
     stats::Stats,
 };
@@ -57,6 +58,8 @@ pub(crate) struct Gossip<'a> {
     pub catching_up: AtomicBool,
     /// Which peers are pulled whole, as they do not take part in exchanges.
     pub dialects: Dialects,
+    /// The first sync, on which the connection's readiness waits.
+    pub first_sync: FirstSync,
 }
 
 impl Gossip<'_> {
@@ -73,6 +76,12 @@ impl Gossip<'_> {
         let peers = provider.get();
         self.stats.peers(self.book.count_others(&peers));
         self.book.choose(&peers, self.settings.r0, now)
+    }
+
+    /// Whether the provider offers some peer other than this agent.
+    pub fn has_peers(&self) -> bool {
+        self.provider
+            .is_some_and(|provider| self.book.count_others(&provider.get()) > 0)
     }
 
     /// The changes after `since`, at most about `max_push_bytes` of them.
@@ -106,8 +115,9 @@ impl Gossip<'_> {
         let result = async {
             let addr = self.book.resolve(target, self.settings.timeout).await?;
             let version = self.state.version();
-            let pulled = self.client.pull(addr, &version).await;
-            match pulled? {
+            let pulled = self.client.pull(addr, &version).await?;
+            self.first_sync.heard();
+            match pulled {
                 Pulled::UpToDate => {
                     self.stats.pull_answered(0);
                     Ok(None)

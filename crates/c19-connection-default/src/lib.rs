@@ -10,6 +10,7 @@
 //!   r0: 3                 # peers per push and per pull, chosen at random
 //!   timeout: 1000         # ms to connect to a peer and to complete a push
 //!   max_message_bytes: 4194304  # most bytes of one anti-entropy message
+//!   sync_timeout: 10000   # ms readiness waits for a first sync while no peer answers
 //!   peer_provider: { kind: Static, peers: ["10.0.0.2:4097", "c19-1.c19.svc"] }
 //!   tls:                  # optional: mutual TLS between agents
 //!     cert: /etc/c19/tls/tls.crt
@@ -28,6 +29,17 @@
 //! - the **publisher** pushes every change (new keys, updates, deletions) made or
 //!   learned since its last pushes to `r0` random peers, each change in two rounds;
 //! - the **receiver** pulls from `r0` random peers at start and every `pull_interval`.
+//!
+//! # Readiness
+//!
+//! The `connection` component of [`c19_core::health`] (and so `/readyz`) turns ready
+//! once the first pull with a peer (an exchange, or a 0.1 whole-state pull) completed:
+//! an agent that reports ready holds the cluster's data. Until then it waits for
+//! `first sync with a peer`, which `/readyz` names. It turns ready without a sync when
+//! the peer provider offers no peer besides this agent (the first pods of a fresh
+//! Kubernetes rollout see none, as the K8s provider offers only ready pods), or when
+//! `sync_timeout` passed with no peer answering, with a warning; an exchange whose peer
+//! answers at that moment is let finish first. The peer server serves peers meanwhile.
 //!
 //! # Anti-entropy between c19 agents
 //!
@@ -71,6 +83,7 @@ mod config;
 mod error;
 mod exported;
 mod final_push;
+mod first_sync;
 mod gossip;
 mod identity;
 mod peers;
@@ -86,7 +99,7 @@ mod tests;
 use std::{net::SocketAddr, sync::Arc};
 
 use c19_core::{
-    Connection, LayerError, SafeState, Shutdown, health, reexports::futures::future::BoxFuture,
+    Connection, LayerError, SafeState, Shutdown, reexports::futures::future::BoxFuture,
 };
 use tokio::net::TcpListener;
 
@@ -96,7 +109,9 @@ pub use identity::{NODE_HEADER, NodeId};
 pub use stats::{Stats, StatsSnapshot};
 pub use tls::{PeerTls, TlsMode};
 
-use crate::{client::PeerClient, gossip::Gossip, peers::PeerBook, server::PeerServer};
+use crate::{
+    client::PeerClient, first_sync::FirstSync, gossip::Gossip, peers::PeerBook, server::PeerServer,
+};
 
 #[typetag::serde(name = "Default")]
 impl Connection for DefaultConnection {
@@ -111,7 +126,6 @@ impl Connection for DefaultConnection {
                     addr: addr.to_string(),
                     source,
                 })?;
-            health::ready("connection");
             self.run_with(listener, state, shutdown, tls).await
         })
     }
@@ -168,6 +182,8 @@ impl DefaultConnection {
         }
         let node = NodeId::random();
         let stats = Arc::new(Stats::default());
+        let first_sync = FirstSync::new(settings.sync_timeout, shutdown.clone());
+        first_sync.begin();
         tracing::info!(%local, node = %node, "peer server listening");
 
         let provider = self.peer_provider.as_deref();
@@ -230,6 +246,7 @@ impl DefaultConnection {
             pulled: Default::default(),
             catching_up: true.into(),
             dialects: Default::default(),
+            first_sync,
         };
         tokio::join!(
             server::serve(
@@ -241,6 +258,7 @@ impl DefaultConnection {
             ),
             publisher::run(&gossip, &shutdown),
             receiver::run(&gossip, &shutdown),
+            gossip.first_sync.time_out(&shutdown),
         );
         Ok(())
     }

@@ -5,6 +5,9 @@
 //! restarted, empty agent catches up without waiting); then every `pull_interval`.
 //! Peers of one round are asked one after the other with the version of the moment, so
 //! once one answer brought this agent up to date the others cost nothing.
+//!
+//! The first pull that completes turns the connection ready, as does a round that finds
+//! no peer to ask (see [`crate::first_sync`]).
 
 use std::sync::atomic::Ordering;
 
@@ -12,6 +15,7 @@ use c19_core::Shutdown;
 
 use crate::{
     exported::Operation,
+    first_sync::Settled,
     gossip::{Gossip, Outcome},
 };
 
@@ -49,7 +53,12 @@ pub(crate) async fn pull(gossip: &Gossip<'_>) -> bool {
         gossip.stats.round(Operation::Pull);
     }
     for target in targets {
-        answered |= gossip.pull(&target).await == Outcome::Done;
+        let done = gossip.pull(&target).await == Outcome::Done;
+        gossip.first_sync.pulled(&target.name, done);
+        answered |= done;
+    }
+    if !gossip.first_sync.is_settled() && !gossip.has_peers() {
+        gossip.first_sync.settle(Settled::NoPeer);
     }
     answered
 }

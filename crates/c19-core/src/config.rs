@@ -84,6 +84,12 @@ fn default_grace_period() -> u64 {
 }
 
 /// Where `/healthz`, `/readyz` and `/metrics` are served.
+///
+/// Without a `telemetry` section (0.1 files have none) the endpoints are served on
+/// 0.0.0.0:9097 if that port is free; if it is taken the agent logs a warning and runs
+/// without them, so several such agents can share a host. A section given in the file
+/// or through `C19_SPEC__TELEMETRY__*` variables is [`TelemetryConfig::explicit`], and
+/// then a port that is taken is a start-up error.
 #[serde_as]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +105,11 @@ pub struct TelemetryConfig {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_telemetry_port")]
     pub port: u16,
+    /// Whether the section was given (in the file or by environment overrides) rather
+    /// than defaulted; computed when the configuration is loaded, never read from it nor
+    /// written out.
+    #[serde(skip)]
+    pub explicit: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -107,6 +118,7 @@ impl Default for TelemetryConfig {
             enabled: true,
             address: default_telemetry_address(),
             port: default_telemetry_port(),
+            explicit: false,
         }
     }
 }
@@ -232,7 +244,11 @@ impl Config {
             tree = Value::Object(Default::default());
         }
         fill_default_layers(&mut tree);
-        serde_path_to_error::deserialize(tree).map_err(|error| field_error(name, &overrides, error))
+        let telemetry_given = !tree["spec"]["telemetry"].is_null();
+        let mut config: Self = serde_path_to_error::deserialize(tree)
+            .map_err(|error| field_error(name, &overrides, error))?;
+        config.spec.telemetry.explicit = telemetry_given;
+        Ok(config)
     }
 
     /// The configuration as pretty JSON (which is also valid YAML), defaults included.

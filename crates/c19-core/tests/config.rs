@@ -361,3 +361,47 @@ fn the_effective_configuration_round_trips() {
     let again = Config::from_yaml("printed", &printed).unwrap();
     assert_eq!(json(&config), json(&again));
 }
+
+#[test]
+fn telemetry_is_explicit_only_when_given_in_the_file_or_the_environment() {
+    let plain = Config::from_yaml("config.yml", PROTOCOL_EXAMPLE).unwrap();
+    assert!(
+        !plain.spec.telemetry.explicit,
+        "a 0.1 file has no telemetry"
+    );
+    assert_eq!(plain.spec.telemetry.port, 9097);
+    assert!(
+        json(&plain)["spec"]["telemetry"].get("explicit").is_none(),
+        "the flag is not part of the printed configuration"
+    );
+
+    let in_file = format!("{PROTOCOL_EXAMPLE}  telemetry: {{ port: 9200 }}\n");
+    let config = Config::from_yaml("config.yml", &in_file).unwrap();
+    assert!(config.spec.telemetry.explicit);
+    assert_eq!(config.spec.telemetry.port, 9200);
+    let empty_section = format!("{PROTOCOL_EXAMPLE}  telemetry: {{}}\n");
+    let config = Config::from_yaml("config.yml", &empty_section).unwrap();
+    assert!(
+        config.spec.telemetry.explicit,
+        "an empty section is given too"
+    );
+
+    for variable in ["C19_SPEC__TELEMETRY__PORT", "C19_SPEC__TELEMETRY__ADDRESS"] {
+        let value = if variable.ends_with("PORT") {
+            "9300"
+        } else {
+            "127.0.0.1"
+        };
+        let config =
+            Config::from_yaml_with_env("config.yml", PROTOCOL_EXAMPLE, env(&[(variable, value)]))
+                .unwrap();
+        assert!(config.spec.telemetry.explicit, "{variable} sets telemetry");
+    }
+    let other = Config::from_yaml_with_env(
+        "config.yml",
+        PROTOCOL_EXAMPLE,
+        env(&[("C19_SPEC__AGENT__PORT", "4000")]),
+    )
+    .unwrap();
+    assert!(!other.spec.telemetry.explicit);
+}

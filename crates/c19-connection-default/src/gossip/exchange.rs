@@ -135,6 +135,7 @@ impl Gossip<'_> {
                 }
                 reply => reply?,
             };
+            self.first_sync.heard();
             self.stats.exchange_made(reply.sent, reply.received);
             coding = reply.accepts.or(coding);
             answer = Some(reply.body);

@@ -207,5 +207,6 @@ pub(crate) fn gossip<'a>(
         pulled: Default::default(),
         catching_up: true.into(),
         dialects: Default::default(),
+        first_sync: Default::default(),
     }
 }
