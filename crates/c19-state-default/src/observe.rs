@@ -76,6 +76,11 @@ impl Observers {
     pub fn invalid(&self) {
         self.metrics.invalid.increment(1);
     }
+
+    /// Counts a resync after being out of touch for longer than `tombstone_ttl`.
+    pub fn resynced(&self) {
+        self.metrics.resyncs.increment(1);
+    }
 }
 
 /// The store's metrics, registered once so a write does not look them up.
@@ -86,6 +91,7 @@ struct StoreMetrics {
     applied: Counter,
     stale: Counter,
     invalid: Counter,
+    resyncs: Counter,
 }
 
 impl Default for StoreMetrics {
@@ -98,6 +104,7 @@ impl Default for StoreMetrics {
             applied: counter!("c19_state_merges_applied_total"),
             stale: counter!(refused, "reason" => "stale"),
             invalid: counter!(refused, "reason" => "invalid"),
+            resyncs: counter!("c19_state_resyncs_total"),
         }
     }
 }
@@ -133,5 +140,9 @@ pub fn describe_metrics() {
     describe_counter!(
         "c19_state_merges_refused_total",
         "Entries that lost to what was held (reason=stale) and batches refused as malformed (reason=invalid)"
+    );
+    describe_counter!(
+        "c19_state_resyncs_total",
+        "Times this agent found it was out of touch for longer than tombstone_ttl and resynchronised from a peer (dropping what a forgotten delete may shadow)"
     );
 }
