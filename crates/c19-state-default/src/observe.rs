@@ -1,7 +1,10 @@
 //! Who watches the store: subscribers to its changes and the Prometheus metrics.
 //!
 //! The store reports each new snapshot here while it still holds the writer lock, so
-//! subscribers receive changes in the order of their sequence numbers. Sending never
+//! subscribers receive changes in the order of their sequence numbers. A sweep that
+//! drops expired values while someone subscribes reports each as a change of its own
+//! (the next sequence number, an `"expired":true` entry) that is not in the history:
+//! every agent expires values on its own clock, so it is never pushed or replayed. Sending never
 //! waits: the feed is a bounded broadcast ring, and a subscriber that falls more than
 //! its length behind gets `Lagged` on its next receive instead of slowing writers.
 
@@ -59,10 +62,20 @@ impl Observers {
         }
     }
 
-    /// Reports a new snapshot made by a sweep (not a change subscribers see).
-    pub fn swept(&self, counts: (usize, usize)) {
+    /// Somewhere to collect the expiries a sweep reports, when anyone subscribes.
+    pub fn expiry_collector(&self) -> Option<Vec<Change>> {
+        (self.feed.receiver_count() > 0).then(Vec::new)
+    }
+
+    /// Reports a new snapshot made by a sweep: not a change of the data, but subscribers
+    /// are told of the values that `expired` (when collected).
+    pub fn swept(&self, counts: (usize, usize), expired: Option<Vec<Change>>) {
         self.metrics.version_changes.increment(1);
         self.metrics.set_counts(counts);
+        for change in expired.into_iter().flatten() {
+            // No receiver left: the event is dropped, which is what it means.
+            let _ = self.feed.send(change);
+        }
     }
 
     /// Counts entries that lost to what the store held.
