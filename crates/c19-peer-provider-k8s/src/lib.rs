@@ -5,6 +5,7 @@
 //! peer_provider:
 //!   kind: K8s
 //!   selector: { app: c19 }   # labels that must all match; empty: every pod
+//!   # or as `kubectl -l` reads it: selector: "app=c19,tier in (a,b),!legacy"
 //!   namespace: default       # `:all` for every namespace (needs a ClusterRole)
 //!   port: c19-peer           # optional: a port number or a container port name
 //!   field_selector: spec.nodeName=node-1   # optional
@@ -22,6 +23,7 @@ mod discovery;
 mod error;
 mod identity;
 mod pods;
+mod selector;
 mod syntax;
 
 use std::sync::{
@@ -34,10 +36,11 @@ use kube::{Client, runtime::watcher};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use config::{ALL_NAMESPACES, FieldSelector, Namespace, PortSpec, Selector};
+pub use config::{ALL_NAMESPACES, FieldSelector, Namespace, PortSpec};
 pub use error::{Error, Result};
 pub use identity::{Identity, POD_IP, POD_NAME, POD_NAMESPACE};
 pub use pods::Skip;
+pub use selector::{Requirement, Selector};
 
 use discovery::Discovery;
 use pods::PodFilter;
@@ -46,7 +49,8 @@ use pods::PodFilter;
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct K8sPeerProvider {
-    /// Pod labels that must all match (`app: c19`); empty selects every pod.
+    /// Pod labels that must all match (`app: c19`), or a selector string in `kubectl -l`
+    /// syntax (`app=c19,tier in (a,b),!legacy`); empty selects every pod.
     #[serde(default)]
     pub selector: Selector,
     /// The namespace to watch (default `default`); `:all` watches every namespace.
