@@ -319,6 +319,12 @@ async fn a_set_based_selector_string_reaches_the_list_and_watch_requests() {
         watch.query().get("labelSelector").map(String::as_str),
         Some(selector)
     );
+    // The API server ends each watch after `ApiTimeouts::watch`, well within the read
+    // timeout, so a quiet watch is never taken for a hung server.
+    assert_eq!(
+        watch.query().get("timeoutSeconds").map(String::as_str),
+        Some("20")
+    );
     // Percent-encoded on the wire: spaces, parentheses, commas and `!` survive.
     let raw = watch.request.uri().query().unwrap_or_default().to_owned();
     assert!(!raw.contains(' ') && !raw.contains('('), "{raw}");
