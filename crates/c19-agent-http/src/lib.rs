@@ -59,7 +59,13 @@
 //!   stream, one event per change (local or from peers): `id` is `<run>-<point>` (the
 //!   change's point, qualified by a token of this run of the agent), data the entry with
 //!   its key, `{"key":"cat","value":"garfield","ts":...,"ttl":null}`
-//!   (deletions carry `"deleted":true`). `Last-Event-ID: <id>` (or `last_event_id=<id>`)
+//!   (deletions carry `"deleted":true`). A value whose TTL ran out is an event too when
+//!   this agent's state sweeps it (every `purge_interval`), shaped like a deletion with
+//!   `"expired":true` and the expired write's `ts` and `ttl`:
+//!   `{"key":"cat","value":null,"ts":...,"ttl":100,"expired":true}`. The value is left
+//!   out, as a deletion's is: the key holds nothing now. Each agent expires values on its
+//!   own clock, so the event is local (never gossiped as a delete) and live only: a
+//!   replay does not repeat it. `Last-Event-ID: <id>` (or `last_event_id=<id>`)
 //!   first replays what changed after it; an id of an earlier run replays everything. A watcher that falls more than the state's
 //!   `watch_buffer` behind gets a final `event: error` and can resume from its id.
 //!

@@ -3,7 +3,8 @@
 //!
 //! Each event's `id` is the change's point in the state's history and its data is the
 //! entry with the key added, `{"key":"cat","value":"garfield","ts":...,"ttl":null}`
-//! (a deletion carries `"deleted":true`). A client that reconnects with the
+//! (a deletion carries `"deleted":true`, an expiry swept by this agent's state
+//! `"expired":true` with `"value":null`). A client that reconnects with the
 //! `Last-Event-ID` header (or `last_event_id=N`) first gets what changed after `N`, the
 //! newest entry of each key, then live changes: nothing still held is missed.
 //!

@@ -196,3 +196,36 @@ async fn malformed_resume_points_get_a_400() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_value_whose_ttl_runs_out_is_an_expired_event_when_swept() {
+    let config: c19_state_default::DefaultState =
+        serde_json::from_value(json!({ "purge_interval": 50 })).unwrap();
+    let state_shutdown = c19_core::Shutdown::new();
+    let state = c19_core::State::init(&config, state_shutdown.clone())
+        .await
+        .unwrap();
+    let server = start_with(state, HttpAgent::default()).await;
+    let mut events = Events::open(&server.client, &server.url("/cat?watch=true"), None).await;
+    server
+        .put_json(json!({"cat": {"value": "garfield", "ttl": 100}}))
+        .await;
+    let written = events.next_event().await.unwrap();
+    assert_eq!(written.json()["value"], "garfield");
+    let ts = written.json()["ts"].as_u64().unwrap();
+
+    // Swept within a few purge intervals of its expiry.
+    let expired = events
+        .next_within(Duration::from_secs(10))
+        .await
+        .expect("no event for the expiry");
+    assert_eq!(
+        expired.json(),
+        json!({"key": "cat", "value": null, "ts": ts, "ttl": 100, "expired": true})
+    );
+    assert!(expired.seq() > written.seq());
+    assert_eq!(server.get("/cat").await.status, 404);
+    // Not a delete: the state holds no tombstone, and has nothing to push.
+    assert_eq!(server.state.diff(written.seq(), 1 << 20).unwrap().count, 0);
+    state_shutdown.cancel();
+}

@@ -1,16 +1,16 @@
-//! The validated configuration values of the provider: namespace, label selector,
-//! port and field selector.
+//! The validated configuration values of the provider: namespace, port and field
+//! selector (the label selector has its own module).
 //!
 //! Each type checks its syntax while it is deserialized, so a bad configuration fails at
 //! load time with a message naming the value, instead of as a rejected API request later.
 
-use std::{collections::BTreeMap, fmt};
+use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use crate::{
     Error, Result,
-    syntax::{check_label_key, check_label_value, is_dns_label, is_port_name},
+    syntax::{is_dns_label, is_port_name},
 };
 
 /// The literal that selects every namespace.
@@ -155,70 +155,6 @@ impl<'de> Deserialize<'de> for PortSpec {
     }
 }
 
-/// Pod labels that must all match, as `key: value` pairs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Selector(BTreeMap<String, String>);
-
-impl Selector {
-    /// A selector from label pairs, checking their syntax.
-    pub fn new<K: Into<String>, V: Into<String>>(
-        labels: impl IntoIterator<Item = (K, V)>,
-    ) -> Result<Self> {
-        let labels: BTreeMap<String, String> = labels
-            .into_iter()
-            .map(|(key, value)| (key.into(), value.into()))
-            .collect();
-        for (key, value) in &labels {
-            check_label_key(key)?;
-            check_label_value(value)?;
-        }
-        Ok(Self(labels))
-    }
-
-    /// The label pairs.
-    pub fn labels(&self) -> &BTreeMap<String, String> {
-        &self.0
-    }
-
-    /// The selector in the API's syntax (`app=c19,tier=cache`); empty when it selects all.
-    pub fn to_query(&self) -> String {
-        let terms: Vec<String> = self
-            .0
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        terms.join(",")
-    }
-}
-
-impl<'de> Deserialize<'de> for Selector {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // YAML and env overrides turn `version: 2` or `canary: true` into numbers and
-        // booleans; as labels they are the strings the user wrote.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Value {
-            Text(String),
-            Bool(bool),
-            Int(i64),
-            Uint(u64),
-        }
-        let labels =
-            Option::<BTreeMap<String, Value>>::deserialize(deserializer)?.unwrap_or_default();
-        let labels = labels.into_iter().map(|(key, value)| {
-            let value = match value {
-                Value::Text(text) => text,
-                Value::Bool(flag) => flag.to_string(),
-                Value::Int(number) => number.to_string(),
-                Value::Uint(number) => number.to_string(),
-            };
-            (key, value)
-        });
-        Self::new(labels).map_err(de::Error::custom)
-    }
-}
-
 /// A field selector such as `spec.nodeName=node-1,status.phase!=Failed`.
 ///
 /// Only its shape is checked (`field=value`, `field==value` or `field!=value` terms,
@@ -332,33 +268,6 @@ mod tests {
             .to_string();
         assert!(error.contains("`-1`"), "{error}");
         assert!(serde_json::from_str::<PortSpec>("[1]").is_err());
-    }
-
-    #[test]
-    fn selectors() {
-        let selector = Selector::new([("app.kubernetes.io/name", "c19"), ("tier", "")]).unwrap();
-        assert_eq!(selector.to_query(), "app.kubernetes.io/name=c19,tier=");
-        assert_eq!(Selector::default().to_query(), "");
-        for (key, value, named) in [
-            ("bad key", "x", "`bad key`"),
-            ("Bad.Prefix/name", "x", "`Bad.Prefix/name`"),
-            ("/name", "x", "`/name`"),
-            ("prefix/", "x", "`prefix/`"),
-            ("app", "-c19", "`-c19`"),
-            ("app", "a=b", "`a=b`"),
-        ] {
-            let error = Selector::new([(key, value)]).unwrap_err().to_string();
-            assert!(error.contains(named), "{error}");
-        }
-    }
-
-    #[test]
-    fn selector_values_may_be_written_as_numbers_or_booleans() {
-        let selector: Selector =
-            serde_json::from_str(r#"{"app": "c19", "version": 2, "canary": true}"#).unwrap();
-        assert_eq!(selector.to_query(), "app=c19,canary=true,version=2");
-        let selector: Selector = serde_json::from_str("null").unwrap();
-        assert_eq!(selector, Selector::default());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! back-off (0.8 s doubling to 30 s, with jitter), reset only once pods were read again.
 //! (kube's `default_backoff()` stream adaptor would also reset on the `Init` event that
 //! precedes every list attempt, so a failing list would be retried every 0.8 s for ever.)
+//! Requests have time limits ([`ApiTimeouts`]): a hung API server fails them in bounded
+//! time, like a refused connection, and the same back-off applies.
 //! Every failure is logged, so an outage is never silent. Meanwhile the last known peers
 //! stay on offer: gossip with a departed peer times out harmlessly, while an empty list
 //! would cut the agent off.
@@ -35,6 +37,51 @@ use crate::{Error, Namespace, Result, pods::PodFilter};
 /// The longest wait between two attempts, should the back-off run dry.
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
+/// The time limits on requests to the Kubernetes API, so that a hung API server (one
+/// that accepts connections and never answers) fails a request in bounded time and the
+/// watch is retried with back-off, instead of waiting for minutes or for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiTimeouts {
+    /// How long connecting (TCP and TLS) may take: 10 s.
+    pub connect: Duration,
+    /// How long a request may wait for the next byte of its response (or take to be
+    /// written): 30 s. Each byte read and each request written starts it again, so it
+    /// bounds silence, not the length of a watch.
+    pub read: Duration,
+    /// How long the API server keeps one watch open before it ends it and the watch is
+    /// resumed from where it was (`timeoutSeconds`, whole seconds): 20 s. Shorter than
+    /// `read`, so a quiet watch ends before it could pass for a hung server.
+    pub watch: Duration,
+}
+
+impl Default for ApiTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+            watch: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ApiTimeouts {
+    /// The watch timeout in whole seconds, at least one.
+    pub(crate) fn watch_seconds(&self) -> u32 {
+        u32::try_from(self.watch.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
+
+    /// Sets these limits on a client configuration.
+    fn apply(&self, config: &mut kube::Config) {
+        config.connect_timeout = Some(self.connect);
+        config.read_timeout = Some(self.read);
+        config.write_timeout = Some(self.read);
+        // Count from the request, not from when its pooled connection went idle.
+        config.reset_reader_on_write = true;
+    }
+}
+
 /// Everything the background task needs, owned.
 pub(crate) struct Discovery {
     /// Where to watch.
@@ -43,8 +90,12 @@ pub(crate) struct Discovery {
     pub watcher_config: watcher::Config,
     /// Which pods are peers.
     pub filter: PodFilter,
-    /// A client given by the caller (tests); `None` infers one like `kubectl`.
+    /// A client given by the caller (tests); `None` builds one.
     pub client: Option<Client>,
+    /// The configuration to build the client from; `None` infers one like `kubectl`.
+    pub kube_config: Option<kube::Config>,
+    /// The time limits set on the client built.
+    pub timeouts: ApiTimeouts,
     /// Where the peer list is published.
     pub peers: Arc<watch::Sender<Vec<Peer>>>,
 }
@@ -54,7 +105,7 @@ impl Discovery {
     pub async fn run(self, shutdown: Shutdown) {
         let client = match self.client.clone() {
             Some(client) => client,
-            None => match connect(&shutdown).await {
+            None => match connect(self.kube_config.as_ref(), self.timeouts, &shutdown).await {
                 Some(client) => client,
                 None => return,
             },
@@ -182,12 +233,17 @@ fn log_watch_error(
     }
 }
 
-/// Builds a client like `kubectl` (kubeconfig, else in-cluster service account),
-/// retrying with back-off until it works or `shutdown` is cancelled.
-async fn connect(shutdown: &Shutdown) -> Option<Client> {
+/// Builds a client from `given`, else like `kubectl` (kubeconfig, else in-cluster
+/// service account), with `timeouts`, retrying with back-off until it works or
+/// `shutdown` is cancelled.
+async fn connect(
+    given: Option<&kube::Config>,
+    timeouts: ApiTimeouts,
+    shutdown: &Shutdown,
+) -> Option<Client> {
     let mut backoff = DefaultBackoff::default();
     loop {
-        match try_connect().await {
+        match try_connect(given.cloned(), timeouts).await {
             Ok(client) => return Some(client),
             Err(error) => {
                 let delay = backoff.next().unwrap_or(MAX_DELAY);
@@ -205,14 +261,22 @@ async fn connect(shutdown: &Shutdown) -> Option<Client> {
 }
 
 /// One attempt at building a client.
-async fn try_connect() -> Result<Client> {
+async fn try_connect(given: Option<kube::Config>, timeouts: ApiTimeouts) -> Result<Client> {
     // kube's TLS uses rustls' process-wide provider; ring is the one this build has.
     // An error only means a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = kube::Config::infer().await.map_err(Error::InferConfig)?;
+    let mut config = match given {
+        Some(config) => config,
+        None => kube::Config::infer().await.map_err(Error::InferConfig)?,
+    };
+    timeouts.apply(&mut config);
     tracing::info!(
-        "discovering peers through the Kubernetes API at {}",
-        config.cluster_url
+        "discovering peers through the Kubernetes API at {} (timeouts: connect {:?}, read {:?}, \
+         watch {:?})",
+        config.cluster_url,
+        timeouts.connect,
+        timeouts.read,
+        timeouts.watch,
     );
     Client::try_from(config).map_err(Error::Client)
 }

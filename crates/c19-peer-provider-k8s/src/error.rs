@@ -17,6 +17,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `selector`, written as a string, is not valid label selector syntax.
+    #[error("invalid `selector` `{selector}`: {reason}")]
+    Selector {
+        /// The selector as written.
+        selector: String,
+        /// What is wrong with it, and where.
+        reason: String,
+    },
     /// `namespace` is empty or not a valid namespace name.
     #[error("invalid namespace `{namespace}`: {reason}")]
     Namespace {

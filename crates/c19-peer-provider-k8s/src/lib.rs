@@ -5,6 +5,7 @@
 //! peer_provider:
 //!   kind: K8s
 //!   selector: { app: c19 }   # labels that must all match; empty: every pod
+//!   # or as `kubectl -l` reads it: selector: "app=c19,tier in (a,b),!legacy"
 //!   namespace: default       # `:all` for every namespace (needs a ClusterRole)
 //!   port: c19-peer           # optional: a port number or a container port name
 //!   field_selector: spec.nodeName=node-1   # optional
@@ -14,14 +15,16 @@
 //! watch (410 Gone) and backs off after errors, and offers the pods that are Running,
 //! Ready, have a pod IP and are not being deleted, except the agent's own pod (see
 //! [`Identity`]). It connects like `kubectl`: `KUBECONFIG` or `~/.kube/config`, else the
-//! in-cluster service account. When the API server is missing or down, the agent keeps
-//! running on the peers it knows and the provider retries, logging why.
+//! in-cluster service account. When the API server is missing, down or hung (requests
+//! time out, see [`ApiTimeouts`]), the agent keeps running on the peers it knows and
+//! the provider retries, logging why.
 
 mod config;
 mod discovery;
 mod error;
 mod identity;
 mod pods;
+mod selector;
 mod syntax;
 
 use std::sync::{
@@ -34,10 +37,13 @@ use kube::{Client, runtime::watcher};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use config::{ALL_NAMESPACES, FieldSelector, Namespace, PortSpec, Selector};
+pub use config::{ALL_NAMESPACES, FieldSelector, Namespace, PortSpec};
 pub use error::{Error, Result};
 pub use identity::{Identity, POD_IP, POD_NAME, POD_NAMESPACE};
 pub use pods::Skip;
+pub use selector::{Requirement, Selector};
+
+pub use discovery::ApiTimeouts;
 
 use discovery::Discovery;
 use pods::PodFilter;
@@ -46,7 +52,8 @@ use pods::PodFilter;
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct K8sPeerProvider {
-    /// Pod labels that must all match (`app: c19`); empty selects every pod.
+    /// Pod labels that must all match (`app: c19`), or a selector string in `kubectl -l`
+    /// syntax (`app=c19,tier in (a,b),!legacy`); empty selects every pod.
     #[serde(default)]
     pub selector: Selector,
     /// The namespace to watch (default `default`); `:all` watches every namespace.
@@ -71,6 +78,10 @@ struct Runtime {
     peers: Arc<watch::Sender<Vec<Peer>>>,
     /// A client to use instead of inferring one.
     client: Option<Client>,
+    /// A client configuration to use instead of inferring one.
+    kube_config: Option<kube::Config>,
+    /// The time limits on API requests.
+    timeouts: ApiTimeouts,
     /// An identity to use instead of reading the environment.
     identity: Option<Identity>,
     /// Whether discovery was started.
@@ -82,6 +93,8 @@ impl Default for Runtime {
         Self {
             peers: Arc::new(watch::Sender::new(Vec::new())),
             client: None,
+            kube_config: None,
+            timeouts: ApiTimeouts::default(),
             identity: None,
             started: AtomicBool::new(false),
         }
@@ -93,6 +106,7 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("peers", &*self.peers.borrow())
             .field("identity", &self.identity)
+            .field("timeouts", &self.timeouts)
             .field("started", &self.started)
             .finish_non_exhaustive()
     }
@@ -120,6 +134,21 @@ impl K8sPeerProvider {
         self
     }
 
+    /// Builds the client from `config` (with this provider's time limits) instead of
+    /// inferring one from the environment.
+    pub fn with_kube_config(mut self, config: kube::Config) -> Self {
+        self.runtime.kube_config = Some(config);
+        self
+    }
+
+    /// Sets the time limits on API requests, instead of [`ApiTimeouts::default`]. The
+    /// `read` and `connect` limits apply to a client this provider builds, not to one
+    /// given with [`K8sPeerProvider::with_client`].
+    pub fn with_timeouts(mut self, timeouts: ApiTimeouts) -> Self {
+        self.runtime.timeouts = timeouts;
+        self
+    }
+
     /// Uses `identity` as the agent's own pod instead of reading `POD_NAME`,
     /// `POD_NAMESPACE`, `POD_IP` and the hostname.
     pub fn with_identity(mut self, identity: Identity) -> Self {
@@ -134,7 +163,8 @@ impl K8sPeerProvider {
 
     /// The list and watch parameters for the selectors.
     fn watcher_config(&self) -> watcher::Config {
-        let mut config = watcher::Config::default();
+        // The API server ends each watch after this long, and it is resumed.
+        let mut config = watcher::Config::default().timeout(self.runtime.timeouts.watch_seconds());
         let labels = self.selector.to_query();
         if !labels.is_empty() {
             config = config.labels(&labels);
@@ -189,6 +219,8 @@ impl PeerProvider for K8sPeerProvider {
                     port: self.port.clone(),
                 },
                 client: self.runtime.client.clone(),
+                kube_config: self.runtime.kube_config.clone(),
+                timeouts: self.runtime.timeouts,
                 peers: Arc::clone(&self.runtime.peers),
             };
             tokio::spawn(discovery.run(shutdown));

@@ -20,7 +20,7 @@ fn a_0_1_configuration_loads_with_its_defaults() {
     );
     // No selector at all: every pod of the namespace.
     let provider = provider_of(json!({}));
-    assert!(provider.selector.labels().is_empty());
+    assert!(provider.selector.requirements().is_empty());
     assert_eq!(provider.namespace, Namespace::Named("default".into()));
     assert_eq!(provider.port, None);
 }
@@ -45,6 +45,20 @@ fn the_new_fields_load_and_print_back() {
 }
 
 #[test]
+fn a_selector_string_with_set_based_expressions_loads_and_prints_back() {
+    let config = json!({
+        "kind": "K8s",
+        "selector": "app=c19,tier in (a,b),env notin (dev),team,!legacy",
+        "namespace": "default",
+    });
+    let shown = serde_json::to_value(provider(config.clone()).unwrap()).unwrap();
+    assert_eq!(shown, config);
+    let loaded = provider_of(json!({ "selector": "app==c19, tier in (a, b)" }));
+    assert_eq!(loaded.selector.to_query(), "app=c19,tier in (a,b)");
+    assert_eq!(loaded.selector.requirements().len(), 2);
+}
+
+#[test]
 fn bad_values_are_refused_naming_them() {
     for (config, named) in [
         (
@@ -63,6 +77,15 @@ fn bad_values_are_refused_naming_them() {
             json!({ "kind": "K8s", "selector": { "app": "c19!" } }),
             "label value `c19!`",
         ),
+        (
+            json!({ "kind": "K8s", "selector": "tier in (a,b" }),
+            "invalid `selector` `tier in (a,b`: expected `,` or `)`, found the end",
+        ),
+        (
+            json!({ "kind": "K8s", "selector": "app=c19,Bad_Key/x" }),
+            "label key `Bad_Key/x` in `selector`",
+        ),
+        (json!({ "kind": "K8s", "selector": 7 }), "a map of labels"),
         (json!({ "kind": "K8s", "port": 0 }), "invalid port `0`"),
         (json!({ "kind": "K8s", "port": "Peer Port" }), "`Peer Port`"),
         (

@@ -298,3 +298,36 @@ async fn the_retries_of_a_failing_list_back_off_exponentially() {
     wait_for_peers(&provider, &["10.0.0.2"]).await;
     shutdown.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_set_based_selector_string_reaches_the_list_and_watch_requests() {
+    let selector = "app=c19,tier in (cache,web),env notin (dev),team,!legacy";
+    let (provider, mut api, shutdown) = start(json!({ "selector": selector })).await;
+    let asked = api.list("10", &[pod("a", "10.0.0.1", 1)]).await;
+    assert_eq!(
+        asked.query.get("labelSelector").map(String::as_str),
+        Some(selector)
+    );
+    wait_for_peers(&provider, &["10.0.0.1"]).await;
+    let watch = api.next().await;
+    assert!(
+        watch.is_watch(),
+        "expected a watch, got {}",
+        watch.request.uri()
+    );
+    assert_eq!(
+        watch.query().get("labelSelector").map(String::as_str),
+        Some(selector)
+    );
+    // The API server ends each watch after `ApiTimeouts::watch`, well within the read
+    // timeout, so a quiet watch is never taken for a hung server.
+    assert_eq!(
+        watch.query().get("timeoutSeconds").map(String::as_str),
+        Some("20")
+    );
+    // Percent-encoded on the wire: spaces, parentheses, commas and `!` survive.
+    let raw = watch.request.uri().query().unwrap_or_default().to_owned();
+    assert!(!raw.contains(' ') && !raw.contains('('), "{raw}");
+    watch.events(&[]);
+    shutdown.cancel();
+}

@@ -77,7 +77,9 @@
 //! horizon was away longer than the grace period: it may hold values whose deletes it
 //! never saw and the peer has forgotten. It drops every entry with a `ts` at or below
 //! that horizon (so it serves none of them meanwhile) and takes the peer's entries in
-//! the same exchange; what it wrote or learned more recently stays. Meanwhile it pushes
+//! the same exchange; what it wrote or learned more recently stays (each such resync
+//! counts in `c19_state_resyncs_total`; an empty newcomer has nothing to resync and
+//! does not count). Meanwhile it pushes
 //! nothing older than `tombstone_ttl` (pushes carry no such check): an agent whose last
 //! exchange is older than that leaves such entries out of `diff`. Writes older than
 //! the horizon that only the lagging side held are lost with the rest, as a delete of

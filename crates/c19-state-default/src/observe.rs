@@ -1,7 +1,10 @@
 //! Who watches the store: subscribers to its changes and the Prometheus metrics.
 //!
 //! The store reports each new snapshot here while it still holds the writer lock, so
-//! subscribers receive changes in the order of their sequence numbers. Sending never
+//! subscribers receive changes in the order of their sequence numbers. A sweep that
+//! drops expired values while someone subscribes reports each as a change of its own
+//! (the next sequence number, an `"expired":true` entry) that is not in the history:
+//! every agent expires values on its own clock, so it is never pushed or replayed. Sending never
 //! waits: the feed is a bounded broadcast ring, and a subscriber that falls more than
 //! its length behind gets `Lagged` on its next receive instead of slowing writers.
 
@@ -59,10 +62,20 @@ impl Observers {
         }
     }
 
-    /// Reports a new snapshot made by a sweep (not a change subscribers see).
-    pub fn swept(&self, counts: (usize, usize)) {
+    /// Somewhere to collect the expiries a sweep reports, when anyone subscribes.
+    pub fn expiry_collector(&self) -> Option<Vec<Change>> {
+        (self.feed.receiver_count() > 0).then(Vec::new)
+    }
+
+    /// Reports a new snapshot made by a sweep: not a change of the data, but subscribers
+    /// are told of the values that `expired` (when collected).
+    pub fn swept(&self, counts: (usize, usize), expired: Option<Vec<Change>>) {
         self.metrics.version_changes.increment(1);
         self.metrics.set_counts(counts);
+        for change in expired.into_iter().flatten() {
+            // No receiver left: the event is dropped, which is what it means.
+            let _ = self.feed.send(change);
+        }
     }
 
     /// Counts entries that lost to what the store held.
@@ -76,6 +89,11 @@ impl Observers {
     pub fn invalid(&self) {
         self.metrics.invalid.increment(1);
     }
+
+    /// Counts a resync after being out of touch for longer than `tombstone_ttl`.
+    pub fn resynced(&self) {
+        self.metrics.resyncs.increment(1);
+    }
 }
 
 /// The store's metrics, registered once so a write does not look them up.
@@ -86,6 +104,7 @@ struct StoreMetrics {
     applied: Counter,
     stale: Counter,
     invalid: Counter,
+    resyncs: Counter,
 }
 
 impl Default for StoreMetrics {
@@ -98,6 +117,7 @@ impl Default for StoreMetrics {
             applied: counter!("c19_state_merges_applied_total"),
             stale: counter!(refused, "reason" => "stale"),
             invalid: counter!(refused, "reason" => "invalid"),
+            resyncs: counter!("c19_state_resyncs_total"),
         }
     }
 }
@@ -133,5 +153,9 @@ pub fn describe_metrics() {
     describe_counter!(
         "c19_state_merges_refused_total",
         "Entries that lost to what was held (reason=stale) and batches refused as malformed (reason=invalid)"
+    );
+    describe_counter!(
+        "c19_state_resyncs_total",
+        "Times this agent found it was out of touch for longer than tombstone_ttl and resynchronised from a peer (dropping what a forgotten delete may shadow)"
     );
 }

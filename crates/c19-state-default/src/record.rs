@@ -157,6 +157,18 @@ impl Record {
         std::str::from_utf8(&body[start..]).ok()?.parse().ok()
     }
 
+    /// The entry of the change that reports this value's expiry: a deletion's shape
+    /// with `"expired":true` in its place, keeping the expired write's `ts` and `ttl`,
+    /// `{"value":null,"ts":...,"ttl":...,"expired":true}`.
+    pub fn expiry_entry(&self) -> Bytes {
+        let ts = self.ts();
+        let entry = match self.ttl() {
+            Some(ttl) => format!(r#"{{"value":null,"ts":{ts},"ttl":{ttl},"expired":true}}"#),
+            None => format!(r#"{{"value":null,"ts":{ts},"ttl":null,"expired":true}}"#),
+        };
+        Bytes::from(entry)
+    }
+
     /// The last millisecond at which a value is visible (`ts + ttl`, or never ending).
     fn visible_until(&self) -> u64 {
         self.ttl()

@@ -385,7 +385,8 @@ impl Store {
     }
 
     /// Drops the values expired at `now` and the tombstones older than `tombstone_ttl`.
-    /// Returns how many records were dropped. Not a change: nothing is pushed.
+    /// Returns how many records were dropped. Not a change: nothing is pushed, but
+    /// subscribers are told of each expired value (`"expired":true`).
     pub fn purge(&self, now: u64, tombstone_ttl: u64) -> usize {
         // Find candidates without the writer lock, so writes go on during the scan.
         let doomed: Vec<Record> = self
@@ -402,7 +403,7 @@ impl Store {
         if doomed.iter().any(Record::deleted) {
             self.sync.swept_tombstones(now, tombstone_ttl);
         }
-        self.drop_records(&doomed)
+        self.drop_records(&doomed, Some(now))
     }
 
     /// Runs the test hook in the middle of a batch; nothing outside tests.

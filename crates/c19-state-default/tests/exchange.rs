@@ -4,12 +4,20 @@
 
 mod common;
 
-use std::{sync::Arc, thread, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use c19_core::{State, StateError};
 use c19_state_default::DefaultState;
 use common::*;
+use metrics::{Key, KeyName, Metadata, SharedString, Unit};
 use serde_json::{Map, Value, json};
 
 const MAX: usize = 4 << 20;
@@ -317,4 +325,67 @@ fn malformed_requests_are_refused_with_a_reason_and_change_nothing() {
         assert!(error.to_string().contains(reason), "{error}");
     }
     assert_eq!(a.version(), version);
+}
+
+/// A metrics recorder that keeps the counters by name, for one test.
+#[derive(Default)]
+struct Counters(std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>);
+
+impl Counters {
+    fn get(&self, name: &str) -> u64 {
+        let counters = self.0.lock().unwrap();
+        counters.get(name).map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> metrics::Counter {
+        let mut counters = self.0.lock().unwrap();
+        let counter = counters.entry(key.name().to_owned()).or_default();
+        metrics::Counter::from_arc(counter.clone())
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[test]
+fn a_resync_after_being_away_is_counted_and_a_newcomer_is_not() {
+    let counters = Counters::default();
+    let resyncs = || counters.get("c19_state_resyncs_total");
+    metrics::with_local_recorder(&counters, || {
+        let current = shared(forgetful());
+        let away = shared(state());
+        for side in [&current, &away] {
+            set(
+                side.as_ref(),
+                json!({"gone": {"value": "old", "ts": TS}, "kept": {"value": "old", "ts": TS}}),
+            );
+        }
+        exchange(&away, &current, MAX);
+        exchange(&current, &away, MAX);
+        thread::sleep(Duration::from_millis(5));
+        // While `away` is away, `gone` is deleted and its tombstone forgotten.
+        assert!(current.delete(&"gone").unwrap());
+        thread::sleep(Duration::from_millis(5));
+        assert_eq!(current.purge_now(), 1);
+        // An empty newcomer meets a peer that forgot a tombstone: nothing to resync.
+        exchange(&shared(state()), &current, MAX);
+        assert_eq!(resyncs(), 0);
+
+        exchange(&away, &current, MAX);
+        assert_eq!(resyncs(), 1, "the agent that was away resynchronised once");
+        assert_eq!(get(away.as_ref(), "gone"), None, "resurrected");
+        assert_eq!(value(away.as_ref(), "kept"), Some(json!("old")));
+        // Current again: the next exchange is no resync.
+        exchange(&away, &current, MAX);
+        exchange(&current, &away, MAX);
+        assert_eq!(resyncs(), 1);
+    });
 }

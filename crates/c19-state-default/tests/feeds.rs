@@ -189,3 +189,55 @@ fn a_replay_and_the_live_feed_together_miss_nothing() {
     }
     assert_eq!(keys, ["before", "during", "after"]);
 }
+
+#[test]
+fn an_expiry_swept_is_told_to_subscribers_but_never_pushed_or_replayed() {
+    let state = state();
+    let ts = now() - 10_000;
+    set(
+        &state,
+        json!({
+            "cat": {"value": "garfield", "ts": ts, "ttl": 100},
+            "dog": {"value": "odie"},
+            "gone": {"value": "old", "ts": ts},
+        }),
+    );
+    state.delete(&"gone").unwrap();
+    // Nobody watches: the sweep takes no point of the history.
+    let mut unwatched = DefaultState::default();
+    unwatched.tombstone_ttl = 0;
+    set(
+        &unwatched,
+        json!({"cat": {"value": 1, "ts": ts, "ttl": 100}}),
+    );
+    let head = unwatched.head();
+    assert_eq!(unwatched.purge_now(), 1);
+    assert_eq!(unwatched.head(), head);
+
+    let mut feed = state.subscribe().unwrap();
+    let before = state.head();
+    assert_eq!(
+        state.purge_now(),
+        1,
+        "the tombstone is younger than tombstone_ttl"
+    );
+    let change = feed.try_recv().unwrap();
+    assert_eq!(change.key.as_ref(), b"cat");
+    assert_eq!(change.seq, before + 1);
+    let entry: Value = serde_json::from_slice(&change.entry).unwrap();
+    assert_eq!(
+        entry,
+        json!({"value": null, "ts": ts, "ttl": 100, "expired": true})
+    );
+    assert_eq!(feed.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(state.head(), before + 1);
+    // Not a delete: nothing to push, nothing to replay, and no tombstone.
+    let diff = state.diff(before, 1 << 20).unwrap();
+    assert_eq!(
+        (diff.count, diff.next, diff.complete),
+        (0, before + 1, true)
+    );
+    assert!(state.changes_since(before, 10).unwrap().is_empty());
+    assert_eq!(state.held("cat"), None);
+    assert_eq!(value(&state, "dog"), Some(json!("odie")));
+}

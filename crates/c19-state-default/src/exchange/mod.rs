@@ -125,6 +125,10 @@ fn heed(state: &DefaultState, peer: Meta) {
     let mine = sync.meta();
     if SyncMeta::is_behind(mine.last_sync, peer.horizon) {
         let dropped = state.store.drop_through(peer.horizon);
+        // A newcomer that held nothing so old was never out of touch: no resync to count.
+        if dropped > 0 || mine.last_sync.is_some() {
+            state.store.resynced();
+        }
         if dropped > 0 {
             tracing::warn!(
                 last_sync = mine.last_sync,

@@ -20,6 +20,11 @@ impl Store {
         self.observers.invalid();
     }
 
+    /// Counts a resync after being out of touch for longer than `tombstone_ttl`.
+    pub fn resynced(&self) {
+        self.observers.resynced();
+    }
+
     /// The values visible at `now` whose key starts with `prefix`, the `limit` first in
     /// key order (all of them without a limit), as a batch `set` accepts.
     ///

@@ -5,7 +5,7 @@
 use std::{collections::HashMap, ops::Bound, sync::PoisonError};
 
 use bytes::Bytes;
-use c19_core::Applied;
+use c19_core::{Applied, Change};
 
 use super::{Batch, Snapshot, Store};
 use crate::{
@@ -231,7 +231,7 @@ impl Store {
             .filter(|slot| slot.record.ts() <= horizon)
             .map(|slot| slot.record.clone())
             .collect();
-        self.drop_records(&doomed)
+        self.drop_records(&doomed, None)
     }
 
     /// Sweeps `dead` records found by an exchange, noting the tombstones among them.
@@ -239,25 +239,42 @@ impl Store {
         if dead.iter().any(Record::deleted) {
             self.sync.swept_tombstones(now, tombstone_ttl);
         }
-        self.drop_records(&dead);
+        self.drop_records(&dead, Some(now));
     }
 
     /// Drops `records` that are still the ones held for their keys (a record rewritten
-    /// since it was read stays); returns how many.
-    pub(super) fn drop_records(&self, records: &[Record]) -> usize {
+    /// since it was read stays); returns how many. With `expired_at`, the values among
+    /// them that expired by then are reported to subscribers, each at a sequence number
+    /// of its own (which `diff` and `changes_since` never return: no record is stored).
+    pub(super) fn drop_records(&self, records: &[Record], expired_at: Option<u64>) -> usize {
         if records.is_empty() {
             return 0;
         }
         let mut retired = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = Snapshot::clone(&self.current.load());
-        let dropped = records
-            .iter()
-            .filter(|record| next.drop_record(record))
-            .count();
+        let mut expired = expired_at.and(self.observers.expiry_collector());
+        let mut dropped = 0;
+        for record in records {
+            if !next.drop_record(record) {
+                continue;
+            }
+            dropped += 1;
+            if let (Some(now), Some(expired)) = (expired_at, expired.as_mut())
+                && record.is_expired(now)
+            {
+                next.head += 1;
+                expired.push(Change {
+                    seq: next.head,
+                    key: Bytes::copy_from_slice(record.key()),
+                    entry: record.expiry_entry(),
+                });
+            }
+        }
         let counts = next.counts();
         let released = retired.replace(&self.current, next);
         if dropped > 0 {
-            self.observers.swept(counts);
+            // Still under the writer lock: subscribers get changes in order.
+            self.observers.swept(counts, expired);
         }
         drop(retired);
         drop(released);
