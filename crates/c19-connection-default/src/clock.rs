@@ -164,11 +164,11 @@ impl ClockOffsets {
                 median_offset_ms = median_ms,
                 peers_beyond = beyond,
                 peers_measured = offsets.len(),
-                "this agent's clock is {:.1} s {side} the clock of peer {peer}, more than \
-                 max_clock_skew allows: last-writer-wins then favours the faster clock's writes \
-                 and TTLs stretch or shrink; fix the clock (NTP) of whichever side is wrong \
-                 (when most peers are beyond, it is this agent)",
+                "this agent's clock is {:.1} s {side} the clock of peer {peer}, beyond \
+                 max_clock_skew ({} ms): the faster clock's writes win and TTLs stretch; fix \
+                 the clock that is wrong (this agent's, if most peers are beyond)",
                 offset_ms.unsigned_abs() as f64 / 1000.0,
+                self.max_skew_ms,
             );
         }
         Recorded { median_ms, logged }
