@@ -161,6 +161,7 @@ fn defaults_are_filled_in() {
     let config = effective("spec: {}\n", &[]);
     assert_eq!(config["spec"]["agent"]["port"], 3097);
     assert_eq!(config["spec"]["state"]["purge_interval"], 60000);
+    assert_eq!(config["spec"]["state"]["max_clock_skew"], 30000);
     assert_eq!(config["spec"]["connection"]["port"], 4097);
     assert_eq!(config["spec"]["connection"]["push_interval"], 1000);
     assert_eq!(config["spec"]["connection"]["pull_interval"], 60000);

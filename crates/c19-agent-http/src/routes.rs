@@ -192,7 +192,7 @@ async fn put(app: &App, request: Request) -> Result<Response> {
             .await?
     } else {
         let state = app.state.clone();
-        tokio::task::spawn_blocking(move || state.set(&body.copy_to_bytes(length)))
+        tokio::task::spawn_blocking(move || state.set_local(&body.copy_to_bytes(length)))
             .await
             .map_err(|error| Error::Internal(error.to_string()))??
     };

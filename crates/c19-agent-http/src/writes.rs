@@ -5,7 +5,7 @@
 //! cost is most of a `PUT`. So a small `PUT` queues its body and yields once: by the
 //! time it runs again, the requests that became ready meanwhile have queued theirs,
 //! and the first of them to take the write turn applies the queue with one
-//! [`State::set_all`] — each body still validated and applied all-or-nothing on its
+//! [`State::set_all_local`] — each body still validated and applied all-or-nothing on its
 //! own, each answered with its own result. A group holds at most 64 KiB of bodies (the
 //! rest waits for the next turn), so no group holds a worker longer than one body of the
 //! largest size applied inline. A lone writer waits one scheduler pass.
@@ -129,7 +129,7 @@ fn apply(state: &SafeState, queued: Vec<Queued>) {
         .iter()
         .map(|queued| &queued.body as &dyn StateValue)
         .collect();
-    let results = state.set_all(&bodies);
+    let results = state.set_all_local(&bodies);
     for (queued, result) in queued.into_iter().zip(results) {
         // The request may have gone; its write stands, as any write being applied.
         let _ = queued.done.send(result);

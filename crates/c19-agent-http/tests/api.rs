@@ -224,3 +224,36 @@ async fn head_answers_like_get_without_a_body() {
     let (reply, _) = server.request(reqwest::Method::HEAD, "/dog").await;
     assert_eq!(reply.status, 404);
 }
+
+#[tokio::test]
+async fn a_ts_beyond_max_clock_skew_in_the_future_is_refused_and_changes_nothing() {
+    let server = start_default().await;
+    assert_eq!(
+        server.put_json(json!({"cat": {"value": 1}})).await.status,
+        204
+    );
+    let before = server.snapshot();
+    let now = c19_state_default::now_ms();
+
+    let reply = server
+        .put_json(json!({"dog": {"value": 2}, "cat": {"value": 3, "ts": now + 3_600_000}}))
+        .await;
+    assert_error(&reply, 400, r#"key "cat": "ts" is "#);
+    assert_error(&reply, 400, "max_clock_skew (30000 ms)");
+    assert_eq!(server.snapshot(), before);
+
+    // A large batch takes another path to the state, with the same check.
+    let filler = "x".repeat(100 * 1024);
+    let reply = server
+        .put_json(json!({"big": {"value": filler}, "cat": {"value": 4, "ts": now + 3_600_000}}))
+        .await;
+    assert_error(&reply, 400, "max_clock_skew");
+    assert_eq!(server.snapshot(), before);
+
+    // A clock a second ahead is well within the limit.
+    let reply = server
+        .put_json(json!({"cat": {"value": 5, "ts": now + 1000}}))
+        .await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+    assert_eq!(server.get("/cat").await.body["ts"], now + 1000);
+}

@@ -17,6 +17,7 @@ mod exchange;
 pub(crate) use exchange::{EXCHANGE_PATH, MESSAGE_TYPE};
 
 use crate::{
+    clock::{self, ClockOffsets},
     config::Settings,
     error::{Error, Result},
     identity::{NODE_HEADER, NodeId},
@@ -56,6 +57,8 @@ pub(crate) struct PeerClient {
     body_limit: usize,
     /// Plaintext, TLS, or TLS first then plaintext, per peer.
     dialing: Dialing,
+    /// The clock offsets each response measures.
+    clocks: ClockOffsets,
 }
 
 impl PeerClient {
@@ -112,7 +115,30 @@ impl PeerClient {
             pull_timeout: settings.pull_interval.max(settings.server_timeout),
             body_limit: settings.body_limit,
             dialing: Dialing::new(mode),
+            clocks: ClockOffsets::new(c19_core::clock::DEFAULT_MAX_CLOCK_SKEW_MS),
         })
+    }
+
+    /// This client, reporting peers whose clocks are further off than `max_skew_ms`.
+    pub fn with_max_clock_skew(mut self, max_skew_ms: u64) -> Self {
+        self.clocks = ClockOffsets::new(max_skew_ms);
+        self
+    }
+
+    /// Sends `request` to `addr`, measuring the clock offset to the peer when its answer
+    /// carries its clock.
+    async fn timed(
+        &self,
+        addr: SocketAddr,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        let sent = c19_core::clock::now_ms();
+        let response = request.send().await?;
+        if let Some(peer_clock) = clock::peer_clock(response.headers()) {
+            self.clocks
+                .observe(addr, sent, c19_core::clock::now_ms(), peer_clock);
+        }
+        Ok(response)
     }
 
     /// Sends the request `build` makes for a base URL (`scheme://addr`) to `addr`. A
@@ -126,8 +152,8 @@ impl PeerClient {
     ) -> Result<reqwest::Response> {
         let scheme = self.dialing.scheme(addr);
         let other = if scheme == "https" { "http" } else { "https" };
-        let sent = build(&self.http, &format!("{scheme}://{addr}"))
-            .send()
+        let sent = self
+            .timed(addr, build(&self.http, &format!("{scheme}://{addr}")))
             .await;
         let retry = self.dialing.permissive()
             && match &sent {
@@ -142,8 +168,8 @@ impl PeerClient {
             }
             return sent.map_err(Error::Request);
         }
-        let response = build(&self.http, &format!("{other}://{addr}"))
-            .send()
+        let response = self
+            .timed(addr, build(&self.http, &format!("{other}://{addr}")))
             .await
             .map_err(Error::Request)?;
         self.dialing.answered(addr, other);

@@ -69,6 +69,11 @@
 //! any other address. Counters of the traffic are served on `GET /_c19/stats` and, as
 //! `c19_connection_*` metrics, through the `metrics` facade.
 //!
+//! Every response of the peer server carries its clock in a `c19-clock` header; each
+//! exchange thus measures this agent's clock offset to the peer, exported as the median
+//! `c19_clock_offset_seconds`, and a peer further off than the state's `max_clock_skew`
+//! is logged as an error (see `clock`).
+//!
 //! # Mutual TLS
 //!
 //! With `tls:` set, peers speak HTTPS with client certificates; see [`PeerTls`] and the
@@ -78,6 +83,7 @@
 //! layer returns, so a write acknowledged just before a rolling restart reaches peers.
 
 mod client;
+mod clock;
 mod codec;
 mod config;
 mod error;
@@ -231,6 +237,7 @@ impl DefaultConnection {
             merges: server::merge_turns(),
             backlog: server::backlog_room(settings.body_limit),
         });
+        let max_clock_skew = state.max_clock_skew();
         let gossip = Gossip {
             state,
             provider,
@@ -240,7 +247,9 @@ impl DefaultConnection {
                 settings.dial_port,
                 settings.backoff,
             ),
-            client: PeerClient::with_tls(&settings, node, client_tls).map_err(LayerError::other)?,
+            client: PeerClient::with_tls(&settings, node, client_tls)
+                .map_err(LayerError::other)?
+                .with_max_clock_skew(max_clock_skew),
             settings,
             stats,
             pulled: Default::default(),

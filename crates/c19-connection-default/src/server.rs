@@ -11,7 +11,8 @@
 //! - `GET /_c19/stats`: the traffic counters. Paths under `/_c19/` are reserved (versions
 //!   never contain `/`).
 //!
-//! Every response carries this agent's node id; a request carrying it is refused.
+//! Every response carries this agent's node id; a request carrying it is refused. Every
+//! response also carries this agent's clock (`c19-clock`, see [`crate::clock`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -30,7 +31,7 @@ use futures::StreamExt;
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::{
-    client,
+    client, clock,
     identity::{NODE_HEADER, NodeId},
     stats::Stats,
 };
@@ -103,8 +104,10 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
-/// Refuses requests from this agent itself and marks every response with its id.
+/// Refuses requests from this agent itself and marks every response with its id and
+/// its clock.
 async fn identify(State(server): State<Arc<PeerServer>>, request: Request, next: Next) -> Response {
+    let arrived = c19_core::clock::now_ms();
     let mut response = if server.node.is(request.headers().get(NODE_HEADER)) {
         error(
             StatusCode::CONFLICT,
@@ -116,6 +119,10 @@ async fn identify(State(server): State<Arc<PeerServer>>, request: Request, next:
     response.headers_mut().insert(
         HeaderName::from_static(NODE_HEADER),
         server.node.header_value(),
+    );
+    response.headers_mut().insert(
+        HeaderName::from_static(clock::CLOCK_HEADER),
+        clock::header_value(arrived, c19_core::clock::now_ms()),
     );
     response
 }

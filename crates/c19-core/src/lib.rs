@@ -18,6 +18,7 @@
 //! depends on.
 
 pub mod agent;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod error;

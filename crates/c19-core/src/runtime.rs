@@ -29,6 +29,7 @@ pub async fn run(config: Config) -> Result<()> {
 /// Runs the agent until `shutdown` is cancelled or a layer fails.
 pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
     let spec = &config.spec;
+    crate::clock::log_test_offset();
     health::reset();
     for component in ["state", "agent", "connection"] {
         health::pending(component);

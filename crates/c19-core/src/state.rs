@@ -162,6 +162,32 @@ pub trait State: Debug + Send + Sync {
         values.iter().map(|value| self.set(*value)).collect()
     }
 
+    /// Merges a batch written by a client of this agent (the agent API), as
+    /// [`State::set`] does.
+    ///
+    /// A state may hold local writes to rules it never applies to peers' data, such as
+    /// refusing a `ts` far in the future ([`State::max_clock_skew`]): an entry merged
+    /// from a peer is already held elsewhere, and refusing it on some agents only would
+    /// keep them apart for good. The default is [`State::set`].
+    fn set_local(&self, value: &dyn StateValue) -> Result<Applied, StateError> {
+        self.set(value)
+    }
+
+    /// Merges several independent batches written by clients of this agent, each as
+    /// [`State::set_local`] would, as [`State::set_all`] does. The default is
+    /// [`State::set_all`].
+    fn set_all_local(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {
+        self.set_all(values)
+    }
+
+    /// The largest difference (ms) tolerated between this agent's clock and a peer's or
+    /// a client's timestamps; a connection layer that measures its peers' clocks reports
+    /// the peers beyond it. The default is
+    /// [`DEFAULT_MAX_CLOCK_SKEW_MS`](crate::clock::DEFAULT_MAX_CLOCK_SKEW_MS).
+    fn max_clock_skew(&self) -> u64 {
+        crate::clock::DEFAULT_MAX_CLOCK_SKEW_MS
+    }
+
     /// The value stored under `key`, if any and not expired.
     fn get(&self, key: &dyn StateValue) -> Option<Bytes>;
 

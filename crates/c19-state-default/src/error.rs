@@ -60,6 +60,17 @@ pub enum EntryProblem {
     /// `deleted` is not a boolean.
     #[error(r#""deleted" must be true or false"#)]
     BadDeleted,
+    /// `ts` is further in the future than `max_clock_skew` allows (agent API writes
+    /// only: entries from peers are never refused for their `ts`).
+    #[error(
+        r#""ts" is {ahead_ms} ms in the future, more than max_clock_skew ({max_clock_skew} ms) allows; leave "ts" out to stamp the write with this agent's clock"#
+    )]
+    TsInFuture {
+        /// How far ahead of this agent's clock `ts` is, in ms.
+        ahead_ms: u64,
+        /// The limit, `max_clock_skew` in ms.
+        max_clock_skew: u64,
+    },
     /// The entry has a field this state does not know (often a typo).
     #[error(r#"unknown field {0:?}; the fields are "value", "ts", "ttl" and "deleted""#)]
     UnknownField(String),

@@ -8,6 +8,7 @@
 //!   purge_interval: 60000   # ms between sweeps of expired values and old tombstones
 //!   tombstone_ttl: 3600000  # ms a delete is remembered
 //!   watch_buffer: 1024      # changes a watcher may fall behind before it is dropped
+//!   max_clock_skew: 30000   # ms; the agent API refuses a `ts` further in the future
 //!   data_seeder: { kind: File, filename: data.json }   # optional
 //! ```
 //!
@@ -26,6 +27,21 @@
 //! The entry with the newest `ts` wins; at equal `ts` a tombstone wins, then the entry
 //! whose compact JSON bytes compare greater. So any two agents that receive the same
 //! writes, in any order, hold the same data and report the same version.
+//!
+//! # Clocks
+//!
+//! Last-writer-wins trusts the writers' clocks: an agent whose clock is ahead stamps its
+//! writes in the future, and they win over later writes and live longer than their TTL
+//! on every agent. A client of the agent API that gives a `ts` more than
+//! `max_clock_skew` ahead of this agent's clock is refused ([`EntryProblem::TsInFuture`],
+//! a `400`; the check is in [`c19_core::State::set_local`]), and the connection layer
+//! reports peers whose clocks differ by more.
+//!
+//! Entries merged from peers are never refused for their `ts`: the entry is already held
+//! by the peer that sent it and by whoever it reached, so refusing it here (and not
+//! there) would leave the agents different for good, each exchange bringing it back and
+//! each refusal leaving digests apart; and which side's clock is wrong is not known
+//! here. A skewed clock is fixed at its source, which the skew metric and log point at.
 //!
 //! # Anti-entropy
 //!

@@ -3,18 +3,20 @@
 use std::{
     num::{NonZeroU64, NonZeroUsize},
     sync::{Arc, Weak},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use c19_core::{
     Applied, Change, Changes, DataSeeder, Diff, SafeState, SeedError, Shutdown, State, StateError,
-    StateValue, SyncSession, reexports::futures::future::BoxFuture,
+    StateValue, SyncSession, clock::DEFAULT_MAX_CLOCK_SKEW_MS,
+    reexports::futures::future::BoxFuture,
 };
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
 use crate::{
+    error::{EntryProblem, Error},
     exchange,
     incoming::{Incoming, parse_batch},
     observe::{DEFAULT_WATCH_BUFFER, Observers, describe_metrics},
@@ -55,6 +57,13 @@ pub struct DefaultState {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_watch_buffer")]
     pub watch_buffer: NonZeroUsize,
+    /// The largest clock difference (ms) tolerated: a `ts` written through the agent API
+    /// more than this far in the future is refused, and the connection reports peers
+    /// whose clocks differ by more (default 30000). Entries from peers are never refused
+    /// for their `ts`.
+    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew: u64,
     /// Loads the initial data at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_seeder: Option<Box<dyn DataSeeder>>,
@@ -71,6 +80,10 @@ fn default_tombstone_ttl() -> u64 {
     DEFAULT_TOMBSTONE_TTL_MS
 }
 
+fn default_max_clock_skew() -> u64 {
+    DEFAULT_MAX_CLOCK_SKEW_MS
+}
+
 fn default_watch_buffer() -> NonZeroUsize {
     NonZeroUsize::new(DEFAULT_WATCH_BUFFER).unwrap_or(NonZeroUsize::MIN)
 }
@@ -82,19 +95,17 @@ impl Default for DefaultState {
             purge_interval: default_purge_interval(),
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL_MS,
             watch_buffer: default_watch_buffer(),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW_MS,
             data_seeder: None,
             store: Store::default(),
         }
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
+/// Milliseconds since the Unix epoch on the agent's clock ([`c19_core::clock::now_ms`],
+/// the one clock of every layer; 0 if the clock is before the epoch).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
+    c19_core::clock::now_ms()
 }
 
 impl DefaultState {
@@ -105,6 +116,7 @@ impl DefaultState {
             purge_interval: self.purge_interval,
             tombstone_ttl: self.tombstone_ttl,
             watch_buffer: self.watch_buffer,
+            max_clock_skew: self.max_clock_skew,
             data_seeder: None,
             store: Store::new(Observers::new(self.watch_buffer.get())),
         }
@@ -138,6 +150,52 @@ impl DefaultState {
     /// Validates a batch without applying it.
     fn parse(&self, value: &dyn StateValue) -> crate::Result<Vec<Incoming>> {
         parse_batch(value.as_bytes(), self.ttl)
+    }
+
+    /// Validates a batch of the agent API without applying it: as [`Self::parse`], and
+    /// refuses a `ts` more than `max_clock_skew` ahead of this agent's clock.
+    fn parse_local(&self, value: &dyn StateValue) -> crate::Result<Vec<Incoming>> {
+        let batch = self.parse(value)?;
+        let now = now_ms();
+        let limit = now.saturating_add(self.max_clock_skew);
+        let too_far = batch.iter().find_map(|write| {
+            let ts = write.ts.filter(|&ts| ts > limit)?;
+            Some((&write.key, ts))
+        });
+        if let Some((key, ts)) = too_far {
+            return Err(Error::Entry {
+                key: key.clone(),
+                problem: EntryProblem::TsInFuture {
+                    ahead_ms: ts - now,
+                    max_clock_skew: self.max_clock_skew,
+                },
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Applies each of `values`, validated by `parse`, as [`State::set_all`] does.
+    fn apply_all(
+        &self,
+        values: &[&dyn StateValue],
+        parse: impl Fn(&dyn StateValue) -> crate::Result<Vec<Incoming>>,
+    ) -> Vec<Result<Applied, StateError>> {
+        let parsed: Vec<_> = values.iter().map(|value| parse(*value)).collect();
+        let valid: Vec<&[Incoming]> = parsed
+            .iter()
+            .filter_map(|batch| batch.as_deref().ok())
+            .collect();
+        let mut applied = self.store.apply_all(&valid, now_ms()).into_iter();
+        parsed
+            .into_iter()
+            .map(|batch| match batch {
+                Ok(_) => Ok(applied.next().unwrap_or_default()),
+                Err(error) => {
+                    self.store.refused_invalid();
+                    Err(error.into())
+                }
+            })
+            .collect()
     }
 
     /// Loads the seeder's data into this (fresh) state.
@@ -200,22 +258,22 @@ impl State for DefaultState {
     }
 
     fn set_all(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {
-        let parsed: Vec<_> = values.iter().map(|value| self.parse(*value)).collect();
-        let valid: Vec<&[Incoming]> = parsed
-            .iter()
-            .filter_map(|batch| batch.as_deref().ok())
-            .collect();
-        let mut applied = self.store.apply_all(&valid, now_ms()).into_iter();
-        parsed
-            .into_iter()
-            .map(|batch| match batch {
-                Ok(_) => Ok(applied.next().unwrap_or_default()),
-                Err(error) => {
-                    self.store.refused_invalid();
-                    Err(error.into())
-                }
-            })
-            .collect()
+        self.apply_all(values, |value| self.parse(value))
+    }
+
+    fn set_local(&self, value: &dyn StateValue) -> Result<Applied, StateError> {
+        let batch = self
+            .parse_local(value)
+            .inspect_err(|_| self.store.refused_invalid())?;
+        Ok(self.store.apply(&batch, now_ms()))
+    }
+
+    fn set_all_local(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {
+        self.apply_all(values, |value| self.parse_local(value))
+    }
+
+    fn max_clock_skew(&self) -> u64 {
+        self.max_clock_skew
     }
 
     fn get(&self, key: &dyn StateValue) -> Option<Bytes> {

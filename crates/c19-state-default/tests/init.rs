@@ -30,18 +30,18 @@ fn the_config_has_0_1_defaults_and_accepts_numbers_as_strings() {
     assert_eq!(
         shown,
         json!({"kind": "Default", "ttl": null, "purge_interval": 60000, "tombstone_ttl": 3600000,
-               "watch_buffer": 1024})
+               "watch_buffer": 1024, "max_clock_skew": 30000})
     );
     let state = from_config(
         json!({"kind": "Default", "ttl": "5000", "purge_interval": "100", "tombstone_ttl": "7",
-               "watch_buffer": "16"}),
+               "watch_buffer": "16", "max_clock_skew": "45000"}),
     )
     .unwrap();
     let shown = serde_json::to_value(&state).unwrap();
     assert_eq!(
         shown,
         json!({"kind": "Default", "ttl": 5000, "purge_interval": 100, "tombstone_ttl": 7,
-               "watch_buffer": 16})
+               "watch_buffer": 16, "max_clock_skew": 45000})
     );
 }
 

@@ -324,3 +324,23 @@ async fn refuses_requests_from_itself_and_unknown_routes() {
         assert!(error["error"].is_string(), "{method} {path}: {error}");
     }
 }
+
+#[tokio::test]
+async fn every_response_carries_the_agents_clock() {
+    let (_, shared) = MemState::shared();
+    let server = start_server(shared, LIMIT, TIMEOUT).await;
+    for path in ["/", "/_c19/stats", "/no/such/path"] {
+        let before = c19_core::clock::now_ms();
+        let response = http()
+            .get(format!("http://{}{path}", server.addr))
+            .send()
+            .await
+            .unwrap();
+        let after = c19_core::clock::now_ms();
+        let clock = crate::clock::peer_clock(response.headers()).expect(path);
+        assert!(
+            before <= clock && clock <= after,
+            "{before} {clock} {after}"
+        );
+    }
+}
