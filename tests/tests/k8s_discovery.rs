@@ -522,3 +522,127 @@ fn k8s_configurations_load_as_written_and_bad_values_are_named() {
     assert!(!ok);
     assert!(out.contains("invalid label key `bad key`"), "{out}");
 }
+
+/// `pod(name, peer_port)`, not ready yet (as while its readiness probe fails).
+fn unready_pod(name: &str, peer_port: u16) -> Value {
+    let mut pod = pod(name, peer_port);
+    pod["status"]["conditions"] = json!([
+        { "type": "Ready", "status": "False" },
+        { "type": "ContainersReady", "status": "False" },
+    ]);
+    pod
+}
+
+/// `/readyz` of `node`: its status, or 0 when it does not answer.
+async fn readyz(node: &Node) -> u16 {
+    match c19_tests::http()
+        .get(node.telemetry_url("/readyz"))
+        .send()
+        .await
+    {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// How many keys `node`'s state holds (`c19_state_keys`).
+async fn keys_held(node: &Node) -> f64 {
+    let Ok(response) = c19_tests::http()
+        .get(node.telemetry_url("/metrics"))
+        .send()
+        .await
+    else {
+        return -1.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix("c19_state_keys "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// Plays the kubelet for `nodes`: each pod is published not ready, and ready once its
+/// agent's `/readyz` says 200, as the readiness probe would. Returns when all are ready.
+async fn kubelet(api: &FakeApi, nodes: &[&Node]) -> bool {
+    for node in nodes {
+        api.apply(unready_pod(&node.name, node.peer_port));
+    }
+    let ready: Vec<std::sync::atomic::AtomicBool> =
+        nodes.iter().map(|_| Default::default()).collect();
+    let ready = &ready;
+    wait_until(DEADLINE, || async move {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (i, node) in nodes.iter().enumerate() {
+            if !ready[i].load(Relaxed) && readyz(node).await == 200 {
+                api.apply(pod(&node.name, node.peer_port));
+                ready[i].store(true, Relaxed);
+            }
+        }
+        ready.iter().all(|ready| ready.load(Relaxed))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_rollout_turns_ready_and_a_later_pod_waits_for_its_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_port = free_port();
+    let kubeconfig = kubeconfig(dir.path(), api_port);
+    let api = FakeApi::start(api_port, 1, &[]).await;
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| node(dir.path(), &format!("c19-{i}"), &kubeconfig))
+        .collect();
+    // A fresh rollout: every pod starts at once and none is ready, so no agent sees a
+    // peer; each must turn ready by itself rather than wait for the others.
+    for node in &mut nodes {
+        node.start().await;
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    assert!(
+        kubelet(&api, &all).await,
+        "a fresh rollout deadlocked:\n{}",
+        all.iter().map(|n| n.logs()).collect::<String>()
+    );
+    for node in &nodes[1..] {
+        wait_for_peers(
+            node,
+            &[&nodes[0], &nodes[1], &nodes[2]]
+                .into_iter()
+                .filter(|other| other.name != node.name)
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    }
+
+    // The cluster holds data; a pod joining now reports ready only once it holds it.
+    let keys = 5_000;
+    let batch: serde_json::Map<String, Value> = (0..keys)
+        .map(|i| (format!("k{i:05}"), json!({ "value": i })))
+        .collect();
+    let put = c19_tests::http()
+        .put(nodes[0].url("/"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    converged(&all, "k04999", &json!(4999)).await;
+
+    let mut late = node(dir.path(), "c19-3", &kubeconfig);
+    late.spawn();
+    api.apply(unready_pod(&late.name, late.peer_port));
+    let first_ready = wait_until(DEADLINE, || async { readyz(&late).await == 200 }).await;
+    assert!(
+        first_ready,
+        "the late pod never turned ready:\n{}",
+        late.logs()
+    );
+    let held = keys_held(&late).await;
+    assert_eq!(
+        held,
+        keys as f64,
+        "ready while holding {held} of {keys} keys:\n{}",
+        late.logs()
+    );
+    api.stop().await;
+}

@@ -186,3 +186,33 @@ async fn a_listing_then_a_watch_from_its_point_misses_nothing() {
     .await;
     assert_eq!(events.next_event().await.unwrap().json()["key"], "b");
 }
+
+#[tokio::test]
+async fn an_expiry_is_an_event_on_every_agent_and_no_delete() {
+    let cluster = ClusterBuilder::new(agent_bin!(), 2)
+        .state_yaml("purge_interval: 50")
+        .start()
+        .await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let mut on_a = Events::open(&a.url("/short?watch=true"), None).await;
+    let mut on_b = Events::open(&b.url("/short?watch=true"), None).await;
+    let put = a
+        .put(json!({ "short": { "value": "soon gone", "ttl": 1500 } }))
+        .await;
+    assert_eq!(put, 204);
+    for (name, events) in [("a", &mut on_a), ("b", &mut on_b)] {
+        let written = events.next_event().await.expect("the stream ended");
+        assert_eq!(written.json()["value"], "soon gone", "{name}");
+        let expired = events.next_event().await.expect("the stream ended");
+        let data = expired.json();
+        assert_eq!(data["key"], "short", "{name}: {data}");
+        assert_eq!(data["expired"], true, "{name}: {data}");
+        assert_eq!(data["ttl"], 1500, "{name}: {data}");
+        assert!(
+            data.get("deleted").is_none(),
+            "{name}: an expiry is no delete: {data}"
+        );
+    }
+    assert_eq!(a.get("short").await, None);
+    assert_eq!(b.get("short").await, None);
+}

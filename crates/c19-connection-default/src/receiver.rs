@@ -57,7 +57,9 @@ pub(crate) async fn pull(gossip: &Gossip<'_>) -> bool {
         gossip.first_sync.pulled(&target.name, done);
         answered |= done;
     }
-    if !gossip.first_sync.is_settled() && !gossip.has_peers() {
+    // No peer counts only once the provider has looked (a K8s list takes a moment).
+    let looked = gossip.provider.is_none_or(|provider| provider.discovered());
+    if !gossip.first_sync.is_settled() && looked && !gossip.has_peers() {
         gossip.first_sync.settle(Settled::NoPeer);
     }
     answered

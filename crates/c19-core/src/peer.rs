@@ -178,6 +178,16 @@ pub trait PeerProvider: Debug + Send + Sync {
 
     /// The peers known now.
     fn get(&self) -> Vec<Peer>;
+
+    /// Whether discovery has given its first answer, so that [`PeerProvider::get`]
+    /// returning no peer means there is none (rather than none known yet). A connection
+    /// waiting for its first sync uses it: an agent that sees no peer turns ready at
+    /// once, and must not do so before its provider has looked. A fixed list is known at
+    /// once (the default); a provider that asks a backend says `false` until the first
+    /// answer.
+    fn discovered(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::{
     collections::{BTreeSet, HashMap},
     pin::pin,
     sync::Arc,
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
@@ -98,6 +99,8 @@ pub(crate) struct Discovery {
     pub timeouts: ApiTimeouts,
     /// Where the peer list is published.
     pub peers: Arc<watch::Sender<Vec<Peer>>>,
+    /// Set once the first list of pods answered (see `PeerProvider::discovered`).
+    pub listed: Arc<AtomicBool>,
 }
 
 impl Discovery {
@@ -135,8 +138,12 @@ impl Discovery {
                             failing = false;
                         }
                     }
+                    let listed = matches!(event, Event::InitDone);
                     if pods.apply(event, &self.filter) {
                         self.publish(pods.peers());
+                    }
+                    if listed {
+                        self.listed.store(true, Ordering::Release);
                     }
                 }
                 Some(Err(error)) => {

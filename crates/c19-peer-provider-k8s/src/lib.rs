@@ -86,6 +86,8 @@ struct Runtime {
     identity: Option<Identity>,
     /// Whether discovery was started.
     started: AtomicBool,
+    /// Whether the first list of pods answered.
+    listed: Arc<AtomicBool>,
 }
 
 impl Default for Runtime {
@@ -97,6 +99,7 @@ impl Default for Runtime {
             timeouts: ApiTimeouts::default(),
             identity: None,
             started: AtomicBool::new(false),
+            listed: Arc::default(),
         }
     }
 }
@@ -222,6 +225,7 @@ impl PeerProvider for K8sPeerProvider {
                 kube_config: self.runtime.kube_config.clone(),
                 timeouts: self.runtime.timeouts,
                 peers: Arc::clone(&self.runtime.peers),
+                listed: Arc::clone(&self.runtime.listed),
             };
             tokio::spawn(discovery.run(shutdown));
             Ok(())
@@ -230,5 +234,9 @@ impl PeerProvider for K8sPeerProvider {
 
     fn get(&self) -> Vec<Peer> {
         self.runtime.peers.borrow().clone()
+    }
+
+    fn discovered(&self) -> bool {
+        self.runtime.listed.load(Ordering::Acquire)
     }
 }

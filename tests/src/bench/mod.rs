@@ -18,6 +18,7 @@ pub mod client;
 pub mod convergence;
 pub mod error;
 pub mod floor;
+pub mod footprint;
 pub mod guard;
 pub mod load;
 pub mod machine;
@@ -69,16 +70,19 @@ pub enum Scenario {
     Memory,
     /// Mutual TLS beside plaintext.
     Tls,
+    /// Resident memory idle, loaded and after a burst.
+    Footprint,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Convergence,
         Self::Network,
         Self::Agent,
         Self::Memory,
         Self::Tls,
+        Self::Footprint,
     ];
 
     /// The scenario's name on the command line.
@@ -89,6 +93,7 @@ impl Scenario {
             Self::Agent => "agent",
             Self::Memory => "memory",
             Self::Tls => "tls",
+            Self::Footprint => "footprint",
         }
     }
 
@@ -237,6 +242,11 @@ pub async fn run(options: &Options) -> Report {
                 let (agent, writes) = (agent.clone(), plan.writes);
                 let outcome = guarded("tls", async move { tls::run(&agent, writes).await });
                 record(&mut report, "tls", outcome.await);
+            }
+            Scenario::Footprint => {
+                let agent = agent.clone();
+                let outcome = guarded("footprint", async move { footprint::run(&agent).await });
+                record(&mut report, "footprint", outcome.await);
             }
         }
     }
