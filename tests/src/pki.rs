@@ -128,45 +128,34 @@ impl ServerCertVerifier for AnyServer {
 /// An HTTPS client that presents `identity` (certificate PEM, key PEM), if any, and
 /// trusts any server.
 pub fn intruder(identity: Option<(&str, &str)>) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyServer));
-    let config = match identity {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .map(Result::unwrap)
-                .collect();
-            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .timeout(std::time::Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .unwrap()
+    let builder = config_builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer));
+    client(builder, identity)
 }
 
 /// An HTTPS client that trusts `ca` (PEM) and presents `identity`, if any.
 pub fn https_client(ca: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
+    client(config_builder().with_root_certificates(roots), identity)
+}
+
+/// A rustls client configuration with ring, waiting for its verifier.
+fn config_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+}
+
+/// A reqwest client over `builder`, presenting `identity` (certificate PEM, key PEM).
+fn client(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    identity: Option<(&str, &str)>,
+) -> reqwest::Client {
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
