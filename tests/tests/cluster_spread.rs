@@ -80,3 +80,56 @@ async fn ten_agents() {
     let cluster = ClusterBuilder::new(agent_bin!(), 10).start().await;
     new_key_overwrite_delete_and_expiry_reach_everyone(&cluster).await;
 }
+
+/// Pushes are on the leading edge: an idle agent pushes a change at once, and changes
+/// within an interval of its last push wait for that interval's end. With a 10 s push
+/// interval and a 5-minute pull interval, only the first can arrive within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_agent_pushes_at_once_and_then_once_per_interval() {
+    let cluster = ClusterBuilder::new(agent_bin!(), 3)
+        .push_ms(10_000)
+        .pull_ms(300_000)
+        .start()
+        .await;
+    let nodes = &cluster.nodes;
+    // Let the start-up pulls end: an agent catching up pushes at its interval.
+    let all_ready = wait_until(DEADLINE, || async {
+        for node in nodes {
+            let ready = c19_tests::http()
+                .get(node.telemetry_url("/readyz"))
+                .send()
+                .await
+                .is_ok_and(|response| response.status() == 200);
+            if !ready {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(all_ready, "{}", cluster.logs());
+    tokio::time::sleep(Duration::from_secs(11)).await;
+
+    nodes[0].set("first", json!(1)).await;
+    let written = std::time::Instant::now();
+    assert!(
+        cluster
+            .converged("first", Some(json!(1)), Duration::from_secs(5))
+            .await,
+        "a change on an idle agent waited for a tick; logs:\n{}",
+        cluster.logs()
+    );
+    nodes[0].set("second", json!(2)).await;
+    assert!(
+        !cluster
+            .converged("second", Some(json!(2)), Duration::from_secs(5))
+            .await,
+        "a second change went out within the push interval of the first"
+    );
+    assert!(
+        cluster.converged("second", Some(json!(2)), DEADLINE).await,
+        "{}",
+        cluster.logs()
+    );
+    assert!(written.elapsed() >= Duration::from_secs(9));
+}

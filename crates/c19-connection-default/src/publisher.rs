@@ -1,5 +1,13 @@
-//! The publisher: every `push_interval`, when the state changed, sends the changes not
-//! yet published (new keys, updates, tombstones) to `r0` random peers.
+//! The publisher: when the state changed, sends the changes not yet published (new
+//! keys, updates, tombstones) to `r0` random peers, at most once per `push_interval`.
+//!
+//! Pushes are on the leading edge: a publisher that has not pushed during the last
+//! `push_interval` pushes a change at once (a local write, or a change learned from a
+//! peer, which it so forwards at once); changes made within an interval of its last
+//! round wait for that interval's end and go together. However fast the writes come,
+//! an agent pushes at most once per interval, so its cost does not follow the write
+//! rate. A state that cannot say when its head moves ([`c19_core::State::watch_head`])
+//! is looked at every `push_interval` instead.
 //!
 //! "Changes" come from [`c19_core::State::diff`], so they include what this agent
 //! learned from peers: news spreads epidemically. A merge that changes nothing does not
@@ -20,7 +28,7 @@
 //! [`crate::final_push`]), so a write acknowledged just before does not die with the
 //! agent.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::atomic::Ordering};
 
 use c19_core::Shutdown;
 use futures::future::join_all;
@@ -40,20 +48,71 @@ pub(crate) const PUSH_ROUNDS: usize = 2;
 pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
     // What the state held at start is known to peers or reaches them by pulls.
     let mut publisher = Publisher::new(gossip.state.head());
+    match gossip.state.watch_head() {
+        Some(heads) => leading_edge(gossip, shutdown, &mut publisher, heads).await,
+        None => ticking(gossip, shutdown, &mut publisher).await,
+    }
+    publisher.settle(gossip);
+    final_push::flush(gossip, publisher.since()).await;
+}
+
+/// Rounds as soon as something is pending, at most one per `push_interval`.
+async fn leading_edge(
+    gossip: &Gossip<'_>,
+    shutdown: &Shutdown,
+    publisher: &mut Publisher,
+    mut heads: tokio::sync::watch::Receiver<u64>,
+) {
+    let interval = gossip.settings.push_interval;
+    let started = time::Instant::now();
+    let mut last_round: Option<time::Instant> = None;
+    loop {
+        // Seen before looking, so that a move after the look wakes the wait below.
+        heads.borrow_and_update();
+        if !publisher.pending(gossip) {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = heads.changed() => {
+                    if changed.is_err() {
+                        // The state went away: nothing will move any more.
+                        return ticking(gossip, shutdown, publisher).await;
+                    }
+                    continue;
+                }
+            }
+        }
+        // While catching up after start, the news is mostly what the pull under way
+        // brings, which peers have: look once an interval, as a ticking publisher does.
+        let catching_up = gossip.catching_up.load(Ordering::Acquire);
+        let since_last = last_round.unwrap_or(started);
+        if catching_up || last_round.is_some() {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = time::sleep_until(since_last + interval) => {}
+            }
+        }
+        last_round = Some(time::Instant::now());
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = publisher.round(gossip) => {}
+        }
+    }
+}
+
+/// A round every `push_interval`.
+async fn ticking(gossip: &Gossip<'_>, shutdown: &Shutdown, publisher: &mut Publisher) {
     let mut ticker = time::interval(gossip.settings.push_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => return,
             () = publisher.round(gossip) => {}
         }
     }
-    publisher.settle(gossip);
-    final_push::flush(gossip, publisher.since()).await;
 }
 
 /// Where the publisher stands in the state's history.
@@ -86,6 +145,12 @@ impl Publisher {
             // Nothing else was pending: what the pull brought need not be pushed.
             self.marks.iter_mut().for_each(|mark| *mark = end);
         }
+    }
+
+    /// Whether changes wait for a round (after settling what a pull brought).
+    pub fn pending(&mut self, gossip: &Gossip<'_>) -> bool {
+        self.settle(gossip);
+        gossip.state.head() != self.since()
     }
 
     /// One round: sends the changes after [`Publisher::since`] to random peers.

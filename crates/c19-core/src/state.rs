@@ -209,6 +209,14 @@ pub trait State: Debug + Send + Sync {
     /// The newest point of this state's history, to pass to [`State::diff`].
     fn head(&self) -> u64;
 
+    /// A receiver that sees [`State::head`] each time it moves (local writes, merges,
+    /// sweeps), so that a connection can push a change as soon as it is made instead of
+    /// at its next tick. `None` (the default): the connection looks every
+    /// `push_interval`.
+    fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// The whole state, in the format [`State::set`] accepts.
     fn get_root(&self) -> Bytes;
 

@@ -20,6 +20,8 @@ pub const DEFAULT_WATCH_BUFFER: usize = 1024;
 /// The feed of changes and the metrics of one store.
 pub(crate) struct Observers {
     feed: broadcast::Sender<Change>,
+    /// The store's head, each time it moves (see `State::watch_head`).
+    head: tokio::sync::watch::Sender<u64>,
     metrics: StoreMetrics,
 }
 
@@ -35,6 +37,7 @@ impl Observers {
         let (feed, _) = broadcast::channel(buffer.max(1));
         Self {
             feed,
+            head: tokio::sync::watch::Sender::new(0),
             metrics: StoreMetrics::default(),
         }
     }
@@ -60,6 +63,21 @@ impl Observers {
             // No receiver left: the change is dropped, which is what it means.
             let _ = self.feed.send(change_of(&record));
         }
+    }
+
+    /// The head moved to `head` (called under the writer lock, after the new snapshot
+    /// is current).
+    pub fn moved(&self, head: u64) {
+        self.head.send_if_modified(|current| {
+            let moved = *current != head;
+            *current = head;
+            moved
+        });
+    }
+
+    /// A receiver of the head's moves.
+    pub fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head.subscribe()
     }
 
     /// Somewhere to collect the expiries a sweep reports, when anyone subscribes.

@@ -296,6 +296,10 @@ impl State for DefaultState {
         self.store.head()
     }
 
+    fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.store.watch_head())
+    }
+
     fn get_root(&self) -> Bytes {
         self.store.root(now_ms())
     }

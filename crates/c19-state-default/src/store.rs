@@ -298,9 +298,11 @@ impl Store {
             return Released::default();
         }
         let counts = next.counts();
+        let head = next.head;
         let released = retired.replace(&self.current, next);
         // Still under the writer lock: subscribers get changes in order.
         self.observers.stored(applied, stored, counts);
+        self.observers.moved(head);
         released
     }
 
@@ -324,6 +326,11 @@ impl Store {
     /// The newest sequence number.
     pub fn head(&self) -> u64 {
         self.current.load().head
+    }
+
+    /// A receiver of the head's moves.
+    pub fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.observers.watch_head()
     }
 
     /// How many records are held, tombstones and unswept expired values included.

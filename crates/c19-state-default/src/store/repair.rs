@@ -271,7 +271,9 @@ impl Store {
             }
         }
         let counts = next.counts();
+        let head = next.head;
         let released = retired.replace(&self.current, next);
+        self.observers.moved(head);
         if dropped > 0 {
             // Still under the writer lock: subscribers get changes in order.
             self.observers.swept(counts, expired);
