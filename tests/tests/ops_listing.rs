@@ -46,7 +46,14 @@ async fn an_agent_lists_its_own_and_its_peers_keys() {
     assert_eq!(users["users/2"]["value"], json!({"name": "bob"}));
     assert_eq!(keys(&list(a.url("/?limit=1")).await.1), ["groups/1"]);
 
-    // The listing is a PUT body: copied to b unchanged, it changes nothing there.
+    // The listing is a PUT body: copied to b unchanged, it changes nothing there (once
+    // b has a's key: a listing all three says nothing of what b holds).
+    let arrived = wait_until(DEADLINE, || async { b.get("users/1").await.is_some() }).await;
+    assert!(
+        arrived,
+        "users/1 did not reach b; logs:\n{}",
+        cluster.logs()
+    );
     let version_before = b.get("users/1").await.unwrap();
     assert_eq!(b.put(list(a.url("/")).await.1).await, 204);
     assert_eq!(b.get("users/1").await.unwrap(), version_before);
