@@ -37,23 +37,45 @@ pub fn http() -> reqwest::Client {
 ///
 /// Ports are handed out from a per-process counter starting at a random offset and
 /// probed by binding, so concurrent tests in one process never get the same port.
+/// They come from below the kernel's ephemeral range: an outgoing connection of any
+/// process takes its local port from that range, so a port probed free there can be
+/// taken by a client socket before the agent binds it.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
+    let (low, high) = port_range();
+    let span = high - low;
     let _ = NEXT.compare_exchange(
         0,
-        20_000 + (std::process::id() % 20_000) as u16,
+        low + (std::process::id() % u32::from(span)) as u16,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        if port >= 60_000 {
-            NEXT.store(20_000, Ordering::SeqCst);
+        if port >= high || port < low {
+            NEXT.store(low, Ordering::SeqCst);
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
+    }
+}
+
+/// The ports [`free_port`] picks from: those below the ephemeral range (or above it
+/// when too few lie below).
+fn port_range() -> (u16, u16) {
+    let ephemeral = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(str::parse::<u16>);
+            Some((parts.next()?.ok()?, parts.next()?.ok()?))
+        })
+        .unwrap_or((32_768, 60_999));
+    match ephemeral {
+        (low, _) if low >= 12_000 => (10_000, low),
+        (_, high) if high <= 63_000 => (high + 1, 65_000),
+        _ => (20_000, 60_000),
     }
 }
 
@@ -409,21 +431,41 @@ impl ClusterBuilder {
     }
 
     /// Writes the configurations and starts every node, waiting until all are ready.
+    ///
+    /// A node that could not bind a port another process took between the probe and
+    /// the bind makes the whole cluster start again on fresh ports (twice at most).
     pub async fn start(self) -> Cluster {
-        let mut cluster = self.build();
-        for node in &mut cluster.nodes {
-            node.spawn();
-        }
-        for node in &cluster.nodes {
-            let ready = wait_until(Duration::from_secs(30), || node.is_ready()).await;
+        let mut attempt = 1;
+        loop {
+            let mut cluster = self.clone().build();
+            for node in &mut cluster.nodes {
+                node.spawn();
+            }
+            let mut failed = None;
+            for node in &cluster.nodes {
+                // Stops waiting early when the node has already given up on a port.
+                let settled = || async {
+                    node.is_ready().await || node.logs().contains("Address already in use")
+                };
+                wait_until(Duration::from_secs(30), settled).await;
+                if !node.is_ready().await {
+                    failed = Some((node.name.clone(), node.logs()));
+                    break;
+                }
+            }
+            let Some((name, logs)) = failed else {
+                return cluster;
+            };
+            let port_taken = cluster
+                .nodes
+                .iter()
+                .any(|node| node.logs().contains("Address already in use"));
             assert!(
-                ready,
-                "{} did not become ready; log:\n{}",
-                node.name,
-                node.logs()
+                port_taken && attempt < 3,
+                "{name} did not become ready; log:\n{logs}"
             );
+            attempt += 1;
         }
-        cluster
     }
 }
 
