@@ -57,6 +57,10 @@ pub enum Error {
     /// The agent failed (a bug or an exhausted resource); nothing was applied.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The state could not make the write durable (a full disk, an I/O error); it is
+    /// not acknowledged.
+    #[error("{0}")]
+    Storage(String),
     /// The request's bearer token is missing, unknown, or read-only for a write
     /// (`auth` is configured).
     #[error("{}", refusal_message(*.0))]
@@ -90,6 +94,7 @@ impl From<StateError> for Error {
         match error {
             StateError::Invalid(message) => Self::Refused(message),
             StateError::Unsupported(_) => Self::Unsupported(error.to_string()),
+            StateError::Storage(message) => Self::Storage(message),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -108,6 +113,7 @@ impl Error {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Storage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Unauthorized(Refusal::ReadOnly) => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }

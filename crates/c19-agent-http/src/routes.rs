@@ -196,6 +196,8 @@ async fn put(app: &App, request: Request) -> Result<Response> {
             .await
             .map_err(|error| Error::Internal(error.to_string()))??
     };
+    // Acknowledged only once durable, where the state keeps its data on disk.
+    app.state.flushed().await?;
     tracing::trace!(applied = applied.applied, ignored = applied.ignored, "PUT");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -247,6 +249,7 @@ async fn delete(app: &App, uri: &Uri) -> Result<Response> {
     // Deleting an absent key succeeds too, and still writes a tombstone, so the delete
     // wins over an older value that a peer may hold.
     app.writes.alone(|| app.state.delete(&&*key)).await?;
+    app.state.flushed().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

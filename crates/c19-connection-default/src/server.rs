@@ -228,6 +228,7 @@ async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: 
                 StateError::Invalid(_) => StatusCode::BAD_REQUEST,
                 StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
                 StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                StateError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             error(status, refusal.to_string())
         }

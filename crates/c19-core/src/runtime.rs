@@ -55,7 +55,7 @@ pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
     tracing::info!("c19 agent started");
 
     let grace = Duration::from_millis(spec.grace_period);
-    tokio::select! {
+    let result = tokio::select! {
         () = shutdown.cancelled() => {
             tracing::info!(grace_period_ms = spec.grace_period, "shutting down");
             let deadline = Instant::now() + grace;
@@ -65,26 +65,26 @@ pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
             health::unready("connection");
             connection_stop.cancel();
             let connection_result = finish("connection", connection, deadline).await;
-            agent_result?;
-            connection_result?;
-            tracing::info!("c19 agent stopped");
-            Ok(())
+            agent_result.and(connection_result).inspect(|()| {
+                tracing::info!("c19 agent stopped");
+            })
         }
         result = &mut agent => {
             health::unready("agent");
             connection_stop.cancel();
-            finish("connection", connection, Instant::now() + grace).await?;
-            result?;
-            Err(Error::Stopped("agent"))
+            let stopped = finish("connection", connection, Instant::now() + grace).await;
+            result.and(stopped).and(Err(Error::Stopped("agent")))
         }
         result = &mut connection => {
             health::unready("connection");
             agent_stop.cancel();
-            finish("agent", agent, Instant::now() + grace).await?;
-            result?;
-            Err(Error::Stopped("connection"))
+            let stopped = finish("agent", agent, Instant::now() + grace).await;
+            result.and(stopped).and(Err(Error::Stopped("connection")))
         }
-    }
+    };
+    // Nothing writes any more: the state writes out what it holds back.
+    state.close().await;
+    result
 }
 
 /// Waits for a stopping layer until `deadline`; a layer that overruns is abandoned.

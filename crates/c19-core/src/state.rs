@@ -72,6 +72,10 @@ pub enum StateError {
     /// The data seeder could not load the initial data.
     #[error("data seeder: {0}")]
     Seed(#[from] SeedError),
+    /// The state's durable storage failed (a full disk, an I/O error): the write may be
+    /// applied in memory but is not durable. The message names the path and the problem.
+    #[error("{0}")]
+    Storage(String),
 }
 
 /// What a [`State::set`] did with a batch.
@@ -215,6 +219,24 @@ pub trait State: Debug + Send + Sync {
     /// `push_interval`.
     fn watch_head(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
+    }
+
+    /// Resolves once every change applied before the call is durable, the way this
+    /// state makes changes durable (a state that keeps its data on disk syncs it there).
+    /// An agent acknowledges a write only after this. [`StateError::Storage`]: the
+    /// changes could not be made durable.
+    ///
+    /// The default resolves at once: an in-memory state has nothing to wait for.
+    fn flushed(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(futures::future::ready(Ok(())))
+    }
+
+    /// Called once when the agent stops, after the agent and connection layers have
+    /// stopped: the state writes out what it still holds back and releases its files.
+    ///
+    /// The default does nothing.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(futures::future::ready(()))
     }
 
     /// The whole state, in the format [`State::set`] accepts.

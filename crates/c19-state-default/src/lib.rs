@@ -10,6 +10,7 @@
 //!   watch_buffer: 1024      # changes a watcher may fall behind before it is dropped
 //!   max_clock_skew: 30000   # ms; the agent API refuses a `ts` further in the future
 //!   data_seeder: { kind: File, filename: data.json }   # optional
+//!   persistence: { path: /var/lib/c19, sync: always }  # optional, see [`persist`]
 //! ```
 //!
 //! # Format
@@ -110,6 +111,7 @@ mod exchange;
 mod incoming;
 mod observe;
 mod pace;
+pub mod persist;
 mod record;
 mod slot;
 mod state;

@@ -173,6 +173,19 @@ pub fn describe_metrics() {
         "Entries that lost to what was held (reason=stale) and batches refused as malformed (reason=invalid)"
     );
     describe_counter!(
+        "c19_state_persist_commits_total",
+        "Transactions committed to the persistence database (each one fsync)"
+    );
+    describe_counter!(
+        "c19_state_persist_failures_total",
+        "Commits to the persistence database that failed (a full disk, an I/O error); they are retried"
+    );
+    metrics::describe_histogram!(
+        "c19_state_persist_commit_seconds",
+        metrics::Unit::Seconds,
+        "How long one commit to the persistence database took, fsync included"
+    );
+    describe_counter!(
         "c19_state_resyncs_total",
         "Times this agent found it was out of touch for longer than tombstone_ttl and resynchronised from a peer (dropping what a forgotten delete may shadow)"
     );

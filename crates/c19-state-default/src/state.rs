@@ -20,7 +20,8 @@ use crate::{
     exchange,
     incoming::{Incoming, parse_batch},
     observe::{DEFAULT_WATCH_BUFFER, Observers, describe_metrics},
-    store::Store,
+    persist::{Database, Persistence, Persister},
+    store::{Store, dead_on_arrival},
 };
 
 /// The default `purge_interval`: one minute.
@@ -64,9 +65,16 @@ pub struct DefaultState {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_max_clock_skew")]
     pub max_clock_skew: u64,
-    /// Loads the initial data at start.
+    /// Loads the initial data at start. With `persistence`, it fills only the keys
+    /// the database does not hold (a value changed or deleted since it was seeded
+    /// stays as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_seeder: Option<Box<dyn DataSeeder>>,
+    /// Keeps the data in a database on disk, so that a restart or a crash loses no
+    /// acknowledged write (see [`crate::persist`]); `None` (the default): in memory
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<Persistence>,
     /// The data.
     #[serde(skip)]
     pub(crate) store: Store,
@@ -97,6 +105,7 @@ impl Default for DefaultState {
             watch_buffer: default_watch_buffer(),
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW_MS,
             data_seeder: None,
+            persistence: None,
             store: Store::default(),
         }
     }
@@ -118,6 +127,7 @@ impl DefaultState {
             watch_buffer: self.watch_buffer,
             max_clock_skew: self.max_clock_skew,
             data_seeder: None,
+            persistence: self.persistence.clone(),
             store: Store::new(Observers::new(self.watch_buffer.get())),
         }
     }
@@ -198,16 +208,78 @@ impl DefaultState {
             .collect()
     }
 
-    /// Loads the seeder's data into this (fresh) state.
+    /// Loads the seeder's data into this (fresh) state: with `persistence`, into the
+    /// keys the database did not hold.
     async fn seed(&self, seeder: &dyn DataSeeder) -> Result<(), StateError> {
         let data = seeder.load().await?;
-        let batch = self.parse(&data).map_err(|error| SeedError::Invalid {
+        let mut batch = self.parse(&data).map_err(|error| SeedError::Invalid {
             source_name: seeder.source_name(),
             message: error.describe_source(),
         })?;
+        if self.persistence.is_some() {
+            batch.retain(|write| self.store.held(write.key.as_bytes()).is_none());
+        }
         let applied = self.store.apply(&batch, now_ms());
         tracing::info!(source = %seeder.source_name(), keys = applied.applied, "seeded the state");
         Ok(())
+    }
+}
+
+impl DefaultState {
+    /// Opens the database of `settings`, loads it (dropping what expired meanwhile) and
+    /// queues every later change on it.
+    fn open_persistence(self: &Arc<Self>, settings: &Persistence) -> Result<(), StateError> {
+        let started = std::time::Instant::now();
+        let database = Database::open(settings)?;
+        let now = now_ms();
+        let mut dead = Vec::new();
+        let loaded = database.load(|batch| {
+            let mut entries = parse_batch(batch, None).map_err(|error| {
+                StateError::Storage(format!(
+                    "persistence: {} holds an entry that is not valid ({error}); move the file aside to start empty",
+                    database.file().display()
+                ))
+            })?;
+            entries.retain(|entry| {
+                let ts = entry.ts.unwrap_or_default();
+                let alive = !dead_on_arrival(entry, ts, now, self.tombstone_ttl);
+                if !alive {
+                    dead.push(Box::from(entry.key.as_bytes()));
+                }
+                alive
+            });
+            self.store.apply(&entries, now);
+            Ok(())
+        })?;
+        let dropped = dead.len();
+        database.remove(dead)?;
+        self.store
+            .sync_meta()
+            .restore(loaded.last_sync, loaded.horizon);
+        tracing::info!(
+            file = %database.file().display(),
+            entries = loaded.entries - dropped,
+            expired = dropped,
+            elapsed_ms = started.elapsed().as_millis(),
+            "persistence: loaded the state"
+        );
+        let state = Arc::downgrade(self);
+        let meta = Box::new(move || {
+            let state = state.upgrade()?;
+            let meta = state.store.sync_meta().meta();
+            Some((meta.last_sync.unwrap_or_default(), meta.horizon))
+        });
+        self.store
+            .persist_to(Persister::start(settings, database, meta)?);
+        Ok(())
+    }
+
+    /// Refuses a local write while the disk fails (it could not be made durable).
+    fn check_storage(&self) -> Result<(), StateError> {
+        match self.store.persister().and_then(|persister| persister.failure()) {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
     }
 }
 
@@ -237,6 +309,15 @@ impl State for DefaultState {
         Box::pin(async move {
             describe_metrics();
             let live = Arc::new(self.fresh());
+            if let Some(settings) = self.persistence.clone() {
+                // Reading a large file takes seconds: off the async workers.
+                let opening = live.clone();
+                tokio::task::spawn_blocking(move || opening.open_persistence(&settings))
+                    .await
+                    .map_err(|error| {
+                        StateError::Storage(format!("persistence: the load failed: {error}"))
+                    })??;
+            }
             if let Some(seeder) = &self.data_seeder {
                 live.seed(seeder.as_ref()).await?;
             }
@@ -262,6 +343,7 @@ impl State for DefaultState {
     }
 
     fn set_local(&self, value: &dyn StateValue) -> Result<Applied, StateError> {
+        self.check_storage()?;
         let batch = self
             .parse_local(value)
             .inspect_err(|_| self.store.refused_invalid())?;
@@ -269,7 +351,30 @@ impl State for DefaultState {
     }
 
     fn set_all_local(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {
+        if let Err(StateError::Storage(failure)) = self.check_storage() {
+            return values
+                .iter()
+                .map(|_| Err(StateError::Storage(failure.clone())))
+                .collect();
+        }
         self.apply_all(values, |value| self.parse_local(value))
+    }
+
+    fn flushed(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(async move {
+            match self.store.persister() {
+                Some(persister) => persister.flushed().await,
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(persister) = self.store.persister() {
+                persister.close().await;
+            }
+        })
     }
 
     fn max_clock_skew(&self) -> u64 {
@@ -283,6 +388,7 @@ impl State for DefaultState {
     fn delete(&self, key: &dyn StateValue) -> Result<bool, StateError> {
         let key = std::str::from_utf8(key.as_bytes())
             .map_err(|_| StateError::Invalid("the key is not valid UTF-8".to_owned()))?;
+        self.check_storage()?;
         Ok(self.store.delete(&Incoming::tombstone(key)?, now_ms()))
     }
 

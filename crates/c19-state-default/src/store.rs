@@ -27,7 +27,7 @@
 use std::{
     cmp::Ordering,
     ops::Bound,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
 };
 
 use arc_swap::ArcSwap;
@@ -41,6 +41,7 @@ use crate::{
     incoming::Incoming,
     observe::Observers,
     pace::Pacer,
+    persist::Persister,
     record::Record,
     slot::{HashEdge, Probe, Slot, key_hash},
 };
@@ -48,7 +49,7 @@ use crate::{
 mod reading;
 mod repair;
 
-pub(crate) use repair::{by_key, fill};
+pub(crate) use repair::{by_key, dead_on_arrival, fill};
 
 pub(crate) use reading::change_of;
 
@@ -138,6 +139,8 @@ pub(crate) struct Store {
     observers: Observers,
     /// How current the data is, for exchanges with peers.
     sync: SyncMeta,
+    /// Where stored and dropped records go to be made durable (`persistence`).
+    persist: OnceLock<Arc<Persister>>,
     /// Called once in the middle of each batch, with the writer lock held (tests only).
     #[cfg(test)]
     pub(crate) mid_batch: Mutex<Option<Box<dyn FnMut() + Send>>>,
@@ -157,6 +160,7 @@ impl Store {
             writer: Mutex::new(Retired::default()),
             observers,
             sync: SyncMeta::default(),
+            persist: OnceLock::new(),
             #[cfg(test)]
             mid_batch: Mutex::new(None),
         }
@@ -174,6 +178,16 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// From now on, every record stored or dropped is queued on `persister`.
+    pub fn persist_to(&self, persister: Arc<Persister>) {
+        let _ = self.persist.set(persister);
+    }
+
+    /// The persister, when the state persists.
+    pub fn persister(&self) -> Option<&Arc<Persister>> {
+        self.persist.get()
+    }
+
     /// Merges a validated batch at time `now` (ms), as one new snapshot.
     pub fn apply(&self, batch: &[Incoming], now: u64) -> Applied {
         self.apply_all(&[batch], now).pop().unwrap_or_default()
@@ -259,6 +273,8 @@ impl Store {
     ) -> Released {
         let mut next = Snapshot::clone(&self.current.load());
         let mut stored = self.observers.collector();
+        let persist = self.persist.get();
+        let mut persisted = Vec::new();
         let mut applied = 0;
         let count = prepared.len();
         let mut pacer = Pacer::default();
@@ -290,6 +306,9 @@ impl Store {
             if let Some(stored) = &mut stored {
                 stored.push(record.clone());
             }
+            if persist.is_some() {
+                persisted.push(record.clone());
+            }
             next.put(held.as_ref(), record);
             results[index].applied += 1;
             applied += 1;
@@ -300,6 +319,10 @@ impl Store {
         let counts = next.counts();
         let head = next.head;
         let released = retired.replace(&self.current, next);
+        // Still under the writer lock: operations queue in the order they were made.
+        if let Some(persist) = persist {
+            persist.enqueue(&persisted, []);
+        }
         // Still under the writer lock: subscribers get changes in order.
         self.observers.stored(applied, stored, counts);
         self.observers.moved(head);

@@ -68,6 +68,7 @@ pub(crate) async fn exchange(
                 StateError::Invalid(_) => StatusCode::BAD_REQUEST,
                 StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
                 StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                StateError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             (status, refusal.to_string())
         });

@@ -33,6 +33,14 @@ impl SyncMeta {
             .fetch_max(now.saturating_sub(tombstone_ttl), Ordering::Relaxed);
     }
 
+    /// Takes back what a persisted state recorded before a restart.
+    pub fn restore(&self, last_sync: u64, horizon: u64) {
+        if last_sync > 0 {
+            self.current_at(last_sync);
+        }
+        self.horizon.fetch_max(horizon, Ordering::Relaxed);
+    }
+
     /// Notes that the data is current as of `at` (ms).
     pub fn current_at(&self, at: u64) {
         self.last_sync.fetch_max(at.max(1), Ordering::Relaxed);

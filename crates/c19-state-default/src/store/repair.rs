@@ -68,7 +68,7 @@ fn region<'a>(
 
 /// Whether an incoming entry is dead on arrival at `now`: an expired value, or a
 /// tombstone older than `tombstone_ttl`.
-fn dead_on_arrival(incoming: &Incoming, ts: u64, now: u64, tombstone_ttl: u64) -> bool {
+pub(crate) fn dead_on_arrival(incoming: &Incoming, ts: u64, now: u64, tombstone_ttl: u64) -> bool {
     match (&incoming.value, incoming.ttl) {
         (None, _) => now > ts.saturating_add(tombstone_ttl),
         (Some(_), Some(ttl)) => now > ts.saturating_add(ttl),
@@ -254,11 +254,13 @@ impl Store {
         let mut next = Snapshot::clone(&self.current.load());
         let mut expired = expired_at.and(self.observers.expiry_collector());
         let mut dropped = 0;
+        let mut removed = Vec::new();
         for record in records {
             if !next.drop_record(record) {
                 continue;
             }
             dropped += 1;
+            removed.push(record.key());
             if let (Some(now), Some(expired)) = (expired_at, expired.as_mut())
                 && record.is_expired(now)
             {
@@ -273,6 +275,9 @@ impl Store {
         let counts = next.counts();
         let head = next.head;
         let released = retired.replace(&self.current, next);
+        if let Some(persist) = self.persist.get() {
+            persist.enqueue([], removed);
+        }
         self.observers.moved(head);
         if dropped > 0 {
             // Still under the writer lock: subscribers get changes in order.
