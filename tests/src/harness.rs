@@ -329,6 +329,8 @@ pub struct ClusterBuilder {
     state: String,
     connection: String,
     proxied: bool,
+    /// The nodes that persist their state, and the extra YAML of their `persistence`.
+    persisted: (Vec<usize>, String),
 }
 
 impl ClusterBuilder {
@@ -343,6 +345,7 @@ impl ClusterBuilder {
             state: String::new(),
             connection: String::new(),
             proxied: false,
+            persisted: (Vec::new(), String::new()),
         }
     }
 
@@ -368,6 +371,13 @@ impl ClusterBuilder {
     /// Peers sampled per round.
     pub fn r0(mut self, r0: usize) -> Self {
         self.r0 = r0;
+        self
+    }
+
+    /// Gives each of `nodes` a `persistence` section with a data directory of its own
+    /// (`node-<i>-data` in the cluster's folder) and the extra YAML lines `yaml`.
+    pub fn persisted(mut self, nodes: &[usize], yaml: &str) -> Self {
+        self.persisted = (nodes.to_vec(), yaml.to_owned());
         self
     }
 
@@ -414,9 +424,17 @@ impl ClusterBuilder {
                     Some(links) => peer_list(links.outgoing_ports(i)),
                     None => all_peers.clone(),
                 };
+                let mut state = self.state.clone();
+                if self.persisted.0.contains(&i) {
+                    let data = dir.path().join(format!("node-{i}-data"));
+                    state.push_str(&format!("persistence:\n  path: {}\n", data.display()));
+                    for line in self.persisted.1.lines() {
+                        state.push_str(&format!("  {line}\n"));
+                    }
+                }
                 let config = format!(
                     "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {agent_port}\n  state:\n    kind: Default\n{state}  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {peer_port}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n{connection}    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
-                    state = indent(&self.state),
+                    state = indent(&state),
                     connection = indent(&self.connection),
                     push = self.push_ms,
                     pull = self.pull_ms,

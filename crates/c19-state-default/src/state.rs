@@ -276,7 +276,11 @@ impl DefaultState {
 
     /// Refuses a local write while the disk fails (it could not be made durable).
     fn check_storage(&self) -> Result<(), StateError> {
-        match self.store.persister().and_then(|persister| persister.failure()) {
+        match self
+            .store
+            .persister()
+            .and_then(|persister| persister.failure())
+        {
             Some(failure) => Err(failure),
             None => Ok(()),
         }

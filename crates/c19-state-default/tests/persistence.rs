@@ -34,10 +34,18 @@ async fn open_with(dir: &Path, extra: serde_json::Value) -> Result<SafeState, St
 async fn values_and_tombstones_survive_a_restart_and_ttls_keep_their_ts() {
     let dir = tempfile::tempdir().unwrap();
     let state = open(dir.path()).await.unwrap();
-    set(state.as_ref(), json!({"cat": {"value": "garfield"}, "dog": {"value": 1}}));
-    state.set(&json!({"old": {"value": 1, "ts": 1000, "ttl": 10}}).to_string()).unwrap();
+    set(
+        state.as_ref(),
+        json!({"cat": {"value": "garfield"}, "dog": {"value": 1}}),
+    );
+    state
+        .set(&json!({"old": {"value": 1, "ts": 1000, "ttl": 10}}).to_string())
+        .unwrap();
     let short = now();
-    set(state.as_ref(), json!({"brief": {"value": 2, "ts": short, "ttl": 600_000}}));
+    set(
+        state.as_ref(),
+        json!({"brief": {"value": 2, "ts": short, "ttl": 600_000}}),
+    );
     state.delete(&"dog").unwrap();
     state.flushed().await.unwrap();
     state.close().await;
@@ -51,8 +59,16 @@ async fn values_and_tombstones_survive_a_restart_and_ttls_keep_their_ts() {
         .set(&json!({"dog": {"value": "stale", "ts": 5}}).to_string())
         .unwrap();
     assert_eq!(get(state.as_ref(), "dog"), None);
-    assert_eq!(get(state.as_ref(), "brief").unwrap()["ts"], short, "the ts was reset");
-    assert_eq!(get(state.as_ref(), "old"), None, "an expired value came back");
+    assert_eq!(
+        get(state.as_ref(), "brief").unwrap()["ts"],
+        short,
+        "the ts was reset"
+    );
+    assert_eq!(
+        get(state.as_ref(), "old"),
+        None,
+        "an expired value came back"
+    );
     state.close().await;
 }
 
@@ -122,7 +138,11 @@ async fn a_damaged_file_is_a_start_up_error_or_with_resync_is_moved_aside() {
 #[tokio::test]
 async fn a_file_that_is_no_database_is_a_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("state.redb"), b"these are not the pages you want").unwrap();
+    std::fs::write(
+        dir.path().join("state.redb"),
+        b"these are not the pages you want",
+    )
+    .unwrap();
     let error = open(dir.path()).await.unwrap_err();
     assert!(error.contains("damaged or not a c19 database"), "{error}");
 }
@@ -131,7 +151,11 @@ async fn a_file_that_is_no_database_is_a_start_up_error() {
 async fn the_seeder_fills_only_keys_the_database_does_not_hold() {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.json");
-    std::fs::write(&seed, r#"{"cat": {"value": "seeded"}, "dog": {"value": "seeded"}}"#).unwrap();
+    std::fs::write(
+        &seed,
+        r#"{"cat": {"value": "seeded"}, "dog": {"value": "seeded"}}"#,
+    )
+    .unwrap();
     let data = dir.path().join("data");
     let seeded = json!({"data_seeder": {"kind": "File", "filename": seed}});
     let state = open_with(&data, seeded.clone()).await.unwrap();
@@ -154,7 +178,10 @@ async fn the_config_refuses_an_unknown_sync_mode_and_field() {
     )
     .unwrap_err()
     .to_string();
-    assert!(error.contains("sometimes") && error.contains("always"), "{error}");
+    assert!(
+        error.contains("sometimes") && error.contains("always"),
+        "{error}"
+    );
     let error = serde_json::from_value::<Box<dyn State>>(
         json!({"kind": "Default", "persistence": {"path": "/tmp/x", "synk": "always"}}),
     )

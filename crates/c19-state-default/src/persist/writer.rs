@@ -49,9 +49,7 @@ impl Writer {
         let mut last_commit = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let Some((ops, ticket, closing)) = self.next_batch(last_commit) else {
-                break;
-            };
+            let (ops, ticket, closing) = self.next_batch(last_commit);
             let started = Instant::now();
             match self.commit(&ops) {
                 Ok(()) => {
@@ -97,8 +95,8 @@ impl Writer {
     }
 
     /// Waits for work and takes it: the pending operations, the ticket they reach and
-    /// whether the state is closing. `None`: closed with nothing left to write.
-    fn next_batch(&self, last_commit: Instant) -> Option<(Ops, u64, bool)> {
+    /// whether the state is closing (then the commit is the last one).
+    fn next_batch(&self, last_commit: Instant) -> (Ops, u64, bool) {
         let persister = &self.persister;
         let mut pending = persister.lock();
         while pending.ops.is_empty() && !pending.closing {
@@ -123,7 +121,7 @@ impl Writer {
         }
         let ops = std::mem::take(&mut pending.ops);
         // The last commit also stores the bookkeeping, with or without entries.
-        Some((ops, pending.ticket, pending.closing))
+        (ops, pending.ticket, pending.closing)
     }
 
     /// Commits `ops`, reopening the file first if a failure closed it.
