@@ -24,6 +24,7 @@ pub mod load;
 pub mod machine;
 pub mod memory;
 pub mod network;
+pub mod persistence;
 pub mod report;
 pub mod stats;
 pub mod svg;
@@ -72,17 +73,20 @@ pub enum Scenario {
     Tls,
     /// Resident memory idle, loaded and after a burst.
     Footprint,
+    /// Persistence: throughput beside memory and Redis, start-up load.
+    Persistence,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Convergence,
         Self::Network,
         Self::Agent,
         Self::Memory,
         Self::Tls,
         Self::Footprint,
+        Self::Persistence,
     ];
 
     /// The scenario's name on the command line.
@@ -94,6 +98,7 @@ impl Scenario {
             Self::Memory => "memory",
             Self::Tls => "tls",
             Self::Footprint => "footprint",
+            Self::Persistence => "persistence",
         }
     }
 
@@ -120,6 +125,8 @@ pub struct Plan {
     pub merge_keys: usize,
     /// Key counts of the memory scenario.
     pub memory: Vec<usize>,
+    /// Keys the persistence scenario loads at start-up.
+    pub persisted_keys: usize,
 }
 
 impl Plan {
@@ -141,6 +148,7 @@ impl Plan {
             load: Duration::from_secs(10),
             merge_keys: 100_000,
             memory: vec![100_000, 1_000_000],
+            persisted_keys: 1_000_000,
         }
     }
 
@@ -156,6 +164,7 @@ impl Plan {
             load: Duration::from_secs(3),
             merge_keys: 100_000,
             memory: vec![100_000],
+            persisted_keys: 100_000,
         }
     }
 }
@@ -248,6 +257,18 @@ pub async fn run(options: &Options) -> Report {
                 let outcome = guarded("footprint", async move { footprint::run(&agent).await });
                 record(&mut report, "footprint", outcome.await);
             }
+            Scenario::Persistence => {
+                let (agent, generator, duration, keys) = (
+                    agent.clone(),
+                    generator.clone(),
+                    plan.load,
+                    plan.persisted_keys,
+                );
+                let outcome = guarded("persistence", async move {
+                    persistence::run(&agent, &generator, duration, keys).await
+                });
+                record(&mut report, "persistence", outcome.await);
+            }
         }
     }
     report.duration = began.elapsed();
@@ -290,14 +311,24 @@ pub struct Solo {
 impl Solo {
     /// Starts an agent with no peers and waits until it answers.
     pub async fn start(binary: &Path) -> Result<Self> {
+        Self::start_with_state(binary, "").await
+    }
+
+    /// As [`Solo::start`], with extra YAML lines for the state section (indented here).
+    pub async fn start_with_state(binary: &Path, state: &str) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("c19-bench-")
             .tempdir()
             .map_err(Error::io("creating a folder for the agent"))?;
         let mut node = Node::new(binary, "solo", dir.path(), free_port(), free_port());
         let config = format!(
-            "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {}\n  state:\n    kind: Default\n  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {}\n    peer_provider:\n      kind: Static\n      peers: []\n",
-            node.agent_port, node.peer_port
+            "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {}\n  state:\n    kind: Default\n{}  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {}\n    peer_provider:\n      kind: Static\n      peers: []\n",
+            node.agent_port,
+            state
+                .lines()
+                .map(|line| format!("    {line}\n"))
+                .collect::<String>(),
+            node.peer_port
         );
         fs::write(&node.config, config).map_err(Error::io("writing the agent configuration"))?;
         node.start().await;

@@ -18,9 +18,9 @@ use super::{
 };
 
 /// Keys the GET load reads, round-robin.
-const GET_KEYS: usize = 1000;
+pub(super) const GET_KEYS: usize = 1000;
 /// Keys the PUT load writes, round-robin.
-const PUT_KEYS: usize = 10_000;
+pub(super) const PUT_KEYS: usize = 10_000;
 /// Connections of every load (the issue's `wrk -t2 -c32`).
 const CONNECTIONS: usize = 32;
 const THREADS: usize = 2;
@@ -193,7 +193,11 @@ fn median_round(mut rounds: Vec<LoadResult>) -> LoadResult {
     median
 }
 
-async fn get_load(generator: &Generator, agent: &str, duration: Duration) -> Result<LoadResult> {
+pub(super) async fn get_load(
+    generator: &Generator,
+    agent: &str,
+    duration: Duration,
+) -> Result<LoadResult> {
     match generator {
         Generator::Wrk(_) => {
             let script = format!(
@@ -218,7 +222,11 @@ async fn get_load(generator: &Generator, agent: &str, duration: Duration) -> Res
     }
 }
 
-async fn put_load(generator: &Generator, agent: &str, duration: Duration) -> Result<LoadResult> {
+pub(super) async fn put_load(
+    generator: &Generator,
+    agent: &str,
+    duration: Duration,
+) -> Result<LoadResult> {
     let value = value_text("put", 0);
     match generator {
         Generator::Wrk(_) => {
