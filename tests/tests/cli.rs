@@ -225,6 +225,21 @@ fn an_unknown_kind_names_the_layer_and_the_registered_kinds() {
 }
 
 #[test]
+fn a_bad_persistence_setting_names_the_field_and_the_choices() {
+    let yaml = "spec:\n  state:\n    kind: Default\n    persistence:\n      path: /var/lib/c19\n      sync: sometimes\n";
+    let (code, stderr) = check(yaml, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("spec.state.persistence.sync"), "{stderr}");
+    assert!(stderr.contains("expected `always` or `interval`"), "{stderr}");
+    assert!(!stderr.contains("kind"), "{stderr}");
+
+    let yaml = "spec:\n  state:\n    kind: Default\n    persistence:\n      sync: always\n";
+    let (code, stderr) = check(yaml, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing field `path`"), "{stderr}");
+}
+
+#[test]
 fn an_unknown_or_mistyped_field_is_named_with_what_was_expected() {
     let (code, stderr) = check(&PROTOCOL_EXAMPLE.replace("r0: 3 ", "rO: 3 "), &[]);
     assert_eq!(code, 2);

@@ -273,6 +273,9 @@ fn fill_default_layers(tree: &mut Value) {
     }
 }
 
+/// The fields that hold a layer chosen by `kind:`.
+const LAYERS: [&str; 5] = ["agent", "state", "connection", "peer_provider", "data_seeder"];
+
 /// Turns a deserialization error into a [`ConfigError`] that names the field.
 fn field_error(
     name: &str,
@@ -286,12 +289,14 @@ fn field_error(
         .strip_suffix(" at line 0 column 0")
         .unwrap_or(&message)
         .to_owned();
-    if let Some(kind) = unknown_kind(&message) {
-        let mut parts: Vec<&str> = field.split('.').collect();
-        if parts.last() == Some(&"kind") {
-            parts.pop();
-        }
-        let layer = parts.last().copied().unwrap_or_default().to_owned();
+    let mut parts: Vec<&str> = field.split('.').collect();
+    if parts.last() == Some(&"kind") {
+        parts.pop();
+    }
+    let layer = parts.last().copied().unwrap_or_default().to_owned();
+    // Other enums of a layer's settings (`sync: always|interval`) keep serde's message,
+    // which lists their variants.
+    if let Some(kind) = unknown_kind(&message).filter(|_| LAYERS.contains(&layer.as_str())) {
         let known = registry::kinds()
             .of(&layer)
             .map(registry::list)
