@@ -230,7 +230,10 @@ fn a_bad_persistence_setting_names_the_field_and_the_choices() {
     let (code, stderr) = check(yaml, &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("spec.state.persistence.sync"), "{stderr}");
-    assert!(stderr.contains("expected `always` or `interval`"), "{stderr}");
+    assert!(
+        stderr.contains("expected `always` or `interval`"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("kind"), "{stderr}");
 
     let yaml = "spec:\n  state:\n    kind: Default\n    persistence:\n      sync: always\n";

@@ -24,6 +24,8 @@ mod repo;
 mod tls;
 #[path = "deploy/traffic.rs"]
 mod traffic;
+#[path = "deploy/volumes.rs"]
+mod volumes;
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
@@ -296,8 +298,8 @@ fn every_overlay_renders_typed_resources_for_its_strategy() {
         });
         let expected = match name.as_str() {
             "sidecar" | "all-namespaces" => (true, false, false),
-            "daemonset" => (false, true, false),
-            "standalone" | "standalone-tls" => (false, false, true),
+            "daemonset" | "daemonset-persistent" => (false, true, false),
+            "standalone" | "standalone-tls" | "standalone-persistent" => (false, false, true),
             "hybrid" => (true, false, true),
             other => panic!("overlay {other}: add its strategy to this test"),
         };
@@ -444,6 +446,59 @@ fn every_tls_agent_reads_its_certificates_from_the_secret_cert_manager_fills() {
         "{} problems:\n{}",
         problems.len(),
         problems.join("\n")
+    );
+}
+
+#[test]
+fn every_persisting_agent_keeps_its_database_on_a_volume_that_outlives_the_pod() {
+    let Some(overlays) = render::overlays(
+        "every_persisting_agent_keeps_its_database_on_a_volume_that_outlives_the_pod",
+    ) else {
+        return;
+    };
+    let image = image();
+    let mut problems = Vec::new();
+    let mut persisting = BTreeSet::new();
+    for overlay in overlays {
+        let resources = &overlay.resources;
+        for workload in Workload::all(resources) {
+            for (container, _) in workload.agents() {
+                let Ok(config) =
+                    agents::config(resources, &workload, container, &image.config_path)
+                else {
+                    continue; // reported by every_agent_pod_agrees_with_its_config_rbac_and_image
+                };
+                let (found, storage) =
+                    volumes::agent(resources, &workload, container, &config.effective, &image);
+                let at = format!("overlay {}: {}", overlay.name, workload.describe());
+                problems.extend(found.into_iter().map(|problem| format!("{at}: {problem}")));
+                if let Some(storage) = storage {
+                    persisting.insert((overlay.name.as_str(), workload.kind, storage));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    // Persistence is opt-in: only the overlays made for it turn it on.
+    assert_eq!(
+        persisting,
+        BTreeSet::from([
+            (
+                "daemonset-persistent",
+                "DaemonSet",
+                volumes::Storage::HostPath
+            ),
+            (
+                "standalone-persistent",
+                "StatefulSet",
+                volumes::Storage::Claim
+            ),
+        ])
     );
 }
 

@@ -274,7 +274,13 @@ fn fill_default_layers(tree: &mut Value) {
 }
 
 /// The fields that hold a layer chosen by `kind:`.
-const LAYERS: [&str; 5] = ["agent", "state", "connection", "peer_provider", "data_seeder"];
+const LAYERS: [&str; 5] = [
+    "agent",
+    "state",
+    "connection",
+    "peer_provider",
+    "data_seeder",
+];
 
 /// Turns a deserialization error into a [`ConfigError`] that names the field.
 fn field_error(
