@@ -157,6 +157,7 @@ async fn a_read_only_disk_is_a_start_up_error_naming_the_path() {
         "{logs}"
     );
     assert!(logs.to_lowercase().contains("read-only"), "{logs}");
+    println!("{}", logs.lines().last().unwrap_or_default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
