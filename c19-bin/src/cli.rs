@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use c19_core::{Config, Shutdown, registry};
 use serde_json::Value;
 
-use crate::{certs, telemetry};
+use crate::{certs, kv, status, telemetry};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum, error::ErrorKind};
 use tracing_subscriber::EnvFilter;
 
@@ -47,6 +47,11 @@ pub enum Command {
     /// Make a CA and agent certificates for mutual TLS between agents.
     #[command(subcommand)]
     Certs(certs::Certs),
+    /// Show this agent and its peers (from the telemetry port). Exit code 0: healthy,
+    /// 1: degraded (not ready, a peer failing), 2: unreachable.
+    Status(status::Status),
+    /// Read, write, list and watch the data of an agent.
+    Kv(kv::Kv),
 }
 
 /// How log lines are written.
@@ -78,6 +83,8 @@ pub fn main() -> ExitCode {
         }
         return match command {
             Command::Certs(certs) => certs::main(certs),
+            Command::Status(args) => status::main(args),
+            Command::Kv(args) => kv::main(args),
         };
     }
     if cli.kinds {

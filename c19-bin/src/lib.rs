@@ -18,8 +18,12 @@ use c19_peer_provider_static as _;
 #[cfg(feature = "state-default")]
 use c19_state_default as _;
 
+mod board;
 pub mod certs;
 mod cli;
+mod http;
+pub mod kv;
+pub mod status;
 mod telemetry;
 
 /// The process's allocator. Under glibc malloc an agent kept hundreds of MB after peers

@@ -1,7 +1,8 @@
 //! The telemetry endpoints, on their own port so no key name can collide with them:
 //! `GET /healthz` (the process is alive), `GET /readyz` (state initialised and seeded,
-//! listeners up, first sync with a peer done or nothing to wait for; 503 otherwise) and
-//! `GET /metrics` (Prometheus text format).
+//! listeners up, first sync with a peer done or nothing to wait for; 503 otherwise),
+//! `GET /metrics` (Prometheus text format), `GET /peers` (this agent and its peers, see
+//! [`crate::board`]) and `GET /` (the status page, one self-contained HTML file).
 //!
 //! `/readyz` answers `{"ready": bool, "components": {"agent": bool, ...}}`, plus
 //! `"waiting": "<what>"` (e.g. `first sync with a peer`) while a component that said
@@ -18,6 +19,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+
+/// The status page: plain HTML, CSS and JavaScript, no external assets.
+const STATUS_PAGE: &str = include_str!("status_page.html");
 
 /// Latency buckets, in seconds: from a fast local read (100 µs) to a slow peer (10 s).
 const SECONDS_BUCKETS: &[f64] = &[
@@ -105,6 +109,19 @@ pub async fn serve(listener: TcpListener, metrics: Option<PrometheusHandle>, shu
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/peers", get(|| async { Json(crate::board::document()) }))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    STATUS_PAGE,
+                )
+            }),
+        )
         .route(
             "/metrics",
             get(move || {

@@ -21,6 +21,7 @@ use crate::{
     config::Settings,
     error::{Error, Result},
     identity::{NODE_HEADER, NodeId},
+    report,
     tls::{Dialing, TLS_REQUIRED_HEADER, is_tls_failure},
 };
 
@@ -130,14 +131,17 @@ impl PeerClient {
     async fn timed(
         &self,
         addr: SocketAddr,
+        scheme: &str,
         request: reqwest::RequestBuilder,
     ) -> reqwest::Result<reqwest::Response> {
         let sent = c19_core::clock::now_ms();
         let response = request.send().await?;
-        if let Some(peer_clock) = clock::peer_clock(response.headers()) {
-            self.clocks
-                .observe(addr, sent, c19_core::clock::now_ms(), peer_clock);
-        }
+        let offset = clock::peer_clock(response.headers()).map(|peer_clock| {
+            let received = c19_core::clock::now_ms();
+            self.clocks.observe(addr, sent, received, peer_clock);
+            clock::estimate(sent, received, peer_clock)
+        });
+        report::answered(&addr.to_string(), scheme, offset);
         Ok(response)
     }
 
@@ -153,7 +157,11 @@ impl PeerClient {
         let scheme = self.dialing.scheme(addr);
         let other = if scheme == "https" { "http" } else { "https" };
         let sent = self
-            .timed(addr, build(&self.http, &format!("{scheme}://{addr}")))
+            .timed(
+                addr,
+                scheme,
+                build(&self.http, &format!("{scheme}://{addr}")),
+            )
             .await;
         let retry = self.dialing.permissive()
             && match &sent {
@@ -169,7 +177,7 @@ impl PeerClient {
             return sent.map_err(Error::Request);
         }
         let response = self
-            .timed(addr, build(&self.http, &format!("{other}://{addr}")))
+            .timed(addr, other, build(&self.http, &format!("{other}://{addr}")))
             .await
             .map_err(Error::Request)?;
         self.dialing.answered(addr, other);

@@ -22,6 +22,7 @@ use crate::{
     error::{Error, Result},
     first_sync::FirstSync,
     peers::{PeerBook, Target},
+    report,
     stats::Stats,
 };
 
@@ -75,6 +76,7 @@ impl Gossip<'_> {
         };
         let peers = provider.get();
         self.stats.peers(self.book.count_others(&peers));
+        c19_core::status::offered(&self.book.others(&peers));
         self.book.choose(&peers, self.settings.r0, now)
     }
 
@@ -103,6 +105,7 @@ impl Gossip<'_> {
             Err(Error::Refused { .. } | Error::Busy { .. }) => self.stats.push_sent(length, false),
             Err(_) => self.stats.push_failed(),
         }
+        report::pushed(&target.name, &result, length);
         self.judge(target, result.map(|()| None))
     }
 
@@ -112,11 +115,14 @@ impl Gossip<'_> {
         if let Some(outcome) = self.exchange_with(target).await {
             return outcome;
         }
+        let mut traffic = (0, 0);
+        let mut in_sync = None;
         let result = async {
             let addr = self.book.resolve(target, self.settings.timeout).await?;
             let version = self.state.version();
             let pulled = self.client.pull(addr, &version).await?;
             self.first_sync.heard();
+            in_sync = Some(matches!(pulled, Pulled::UpToDate));
             match pulled {
                 Pulled::UpToDate => {
                     self.stats.pull_answered(0);
@@ -124,6 +130,7 @@ impl Gossip<'_> {
                 }
                 Pulled::State(body) => {
                     let length = body.len();
+                    traffic.1 = length;
                     let applied = self.merge(body).await;
                     // Bytes arrived either way; only a merged pull counts as one.
                     if applied.is_ok() {
@@ -140,6 +147,7 @@ impl Gossip<'_> {
         if let Ok(Some(applied)) = &result {
             tracing::debug!(peer = %target.name, applied = applied.applied, "merged a pull");
         }
+        report::pulled(&target.name, report::LEGACY_PULL, &result, in_sync, traffic);
         self.judge(target, result)
     }
 
@@ -194,6 +202,13 @@ impl Gossip<'_> {
 
     /// Records how an exchange with `target` went.
     fn judge(&self, target: &Target, result: Result<Option<Applied>>) -> Outcome {
+        let outcome = self.judged(target, result);
+        let (failures, retry_at) = self.book.standing(&target.name);
+        report::standing(&target.name, failures, retry_at);
+        outcome
+    }
+
+    fn judged(&self, target: &Target, result: Result<Option<Applied>>) -> Outcome {
         match result {
             Ok(_) => {
                 self.book.succeeded(target);

@@ -95,6 +95,7 @@ mod identity;
 mod peers;
 mod publisher;
 mod receiver;
+mod report;
 mod server;
 mod stats;
 mod tls;

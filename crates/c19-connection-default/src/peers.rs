@@ -115,6 +115,26 @@ impl PeerBook {
             .collect()
     }
 
+    /// The names of the distinct peers of `peers` not known to be this agent.
+    pub fn others(&self, peers: &[Peer]) -> Vec<String> {
+        let book = self.book();
+        let mut seen = HashSet::new();
+        peers
+            .iter()
+            .map(|peer| (peer, peer.authority(self.dial_port)))
+            .filter(|(peer, name)| !self.is_itself(&book, peer, name) && seen.insert(name.clone()))
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    /// How `name` stands: its failures in a row, and until when it is skipped.
+    pub fn standing(&self, name: &str) -> (u32, Option<Instant>) {
+        self.book()
+            .health
+            .get(name)
+            .map_or((0, None), |health| (health.failures, Some(health.retry_at)))
+    }
+
     /// How many distinct peers of `peers` are not known to be this agent.
     pub fn count_others(&self, peers: &[Peer]) -> usize {
         let book = self.book();
@@ -166,6 +186,7 @@ impl PeerBook {
                 peer: target.name.clone(),
             });
         }
+        c19_core::status::resolved(&target.name, &addr.to_string());
         Ok(addr)
     }
 

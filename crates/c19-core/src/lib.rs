@@ -29,6 +29,7 @@ pub mod runtime;
 pub mod seeder;
 pub mod shutdown;
 pub mod state;
+pub mod status;
 
 pub use agent::Agent;
 pub use config::{Config, Spec, TelemetryConfig};

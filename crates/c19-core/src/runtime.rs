@@ -31,6 +31,7 @@ pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
     let spec = &config.spec;
     crate::clock::log_test_offset();
     health::reset();
+    crate::status::reset();
     for component in ["state", "agent", "connection"] {
         health::pending(component);
     }
@@ -38,6 +39,7 @@ pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
     let background = Shutdown::new();
     let _stop_background = background.clone().drop_guard();
     let state = spec.state.init(background.clone()).await?;
+    crate::status::register_state(&state);
     health::ready("state");
 
     let agent_stop = Shutdown::new();

@@ -239,6 +239,12 @@ pub trait State: Debug + Send + Sync {
         Box::pin(futures::future::ready(()))
     }
 
+    /// How many values (expired ones until swept) and tombstones the state holds, for
+    /// operators (`c19 status`). `None` (the default): the state does not say.
+    fn counts(&self) -> Option<(usize, usize)> {
+        None
+    }
+
     /// The whole state, in the format [`State::set`] accepts.
     fn get_root(&self) -> Bytes;
 

@@ -410,6 +410,10 @@ impl State for DefaultState {
         Some(self.store.watch_head())
     }
 
+    fn counts(&self) -> Option<(usize, usize)> {
+        Some(self.store.counts())
+    }
+
     fn get_root(&self) -> Bytes {
         self.store.root(now_ms())
     }

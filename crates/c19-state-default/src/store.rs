@@ -356,6 +356,11 @@ impl Store {
         self.observers.watch_head()
     }
 
+    /// How many values (unswept expired ones included) and tombstones are held.
+    pub fn counts(&self) -> (usize, usize) {
+        self.current.load().counts()
+    }
+
     /// How many records are held, tombstones and unswept expired values included.
     pub fn len(&self) -> usize {
         self.current.load().keys.len()

@@ -17,6 +17,7 @@ use crate::{
     codec::Coding,
     error::{Error, Result},
     peers::Target,
+    report,
 };
 
 /// How long a peer found to speak only 0.1 is pulled whole before it is asked again (it
@@ -60,6 +61,17 @@ impl Dialects {
     }
 }
 
+/// What one exchange carried.
+#[derive(Debug, Default)]
+struct Traffic {
+    /// Requests answered.
+    messages: usize,
+    /// Body bytes sent.
+    sent: usize,
+    /// Body bytes received.
+    received: usize,
+}
+
 impl Gossip<'_> {
     /// Pulls from `target` with an anti-entropy exchange. `None` when the whole state is
     /// to be pulled instead: the local state has no exchanges, or the peer takes no part
@@ -80,8 +92,9 @@ impl Gossip<'_> {
                 return None;
             }
         };
+        let mut traffic = Traffic::default();
         let result = match self.book.resolve(target, self.settings.timeout).await {
-            Ok(addr) => self.converse(addr, session).await,
+            Ok(addr) => self.converse(addr, session, &mut traffic).await,
             Err(error) => Err(error),
         };
         match result {
@@ -96,6 +109,15 @@ impl Gossip<'_> {
                 None
             }
             result => {
+                // Equal versions end an exchange at its first answer.
+                let in_sync = result.as_ref().ok().map(|_| traffic.messages == 1);
+                report::pulled(
+                    &target.name,
+                    report::EXCHANGE,
+                    &result,
+                    in_sync,
+                    (traffic.sent, traffic.received),
+                );
                 match &result {
                     Ok(applied) => {
                         self.stats.pull_answered(0);
@@ -115,6 +137,7 @@ impl Gossip<'_> {
         &self,
         addr: SocketAddr,
         mut session: Box<dyn SyncSession>,
+        traffic: &mut Traffic,
     ) -> Result<Applied> {
         let mut answer: Option<Bytes> = None;
         let mut coding: Option<Coding> = None;
@@ -137,6 +160,9 @@ impl Gossip<'_> {
             };
             self.first_sync.heard();
             self.stats.exchange_made(reply.sent, reply.received);
+            traffic.messages += 1;
+            traffic.sent += reply.sent;
+            traffic.received += reply.received;
             coding = reply.accepts.or(coding);
             answer = Some(reply.body);
         }
