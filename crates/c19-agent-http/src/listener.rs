@@ -78,6 +78,14 @@ impl LimitedListener {
 
     /// Serves TLS only, through `acceptor`.
     pub fn with_tls(mut self, acceptor: Arc<Acceptor>) -> Self {
+        metrics::describe_counter!(
+            "c19_agent_refused_total",
+            "Connections to the agent API refused by its TLS, by reason (plaintext, no_certificate, unknown_ca, expired_certificate, wrong_name, handshake, handshake_timeout)"
+        );
+        // Exported at zero from the start, so dashboards and alerts see them.
+        for reason in c19_tls::Reason::ALL {
+            metrics::counter!("c19_agent_refused_total", "reason" => reason.as_str()).increment(0);
+        }
         self.tls = Some(Tls {
             acceptor,
             handshakes: JoinSet::new(),

@@ -147,6 +147,10 @@ fn describe() {
         "c19_connection_peers",
         "Peers the peer provider offers, this agent excluded"
     );
+    describe_gauge!(
+        "c19_connection_peers_in_sync",
+        "Offered peers whose state version equalled this agent's when it last pulled from them: equal to c19_connection_peers once the mesh has converged"
+    );
 }
 
 /// Counts a connection the peer server refused before any request, for `reason`.

@@ -54,6 +54,12 @@ pub(crate) fn pulled<T>(
             report.in_sync = in_sync;
         }
     });
+    let in_sync = status::peers()
+        .iter()
+        .filter(|report| report.offered && report.in_sync == Some(true))
+        .count();
+    // Exact far beyond any cluster's size.
+    metrics::gauge!("c19_connection_peers_in_sync").set(in_sync as f64);
 }
 
 /// `peer` has failed `failures` times in a row and is skipped until `retry_at`.

@@ -124,6 +124,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, for exporting each counter at zero before the first refusal.
+    pub const ALL: [Self; 7] = [
+        Self::Plaintext,
+        Self::NoCertificate,
+        Self::UnknownCa,
+        Self::Expired,
+        Self::WrongName,
+        Self::Handshake,
+        Self::Timeout,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -46,6 +46,8 @@ impl Writer {
 
     /// Commits until the state closes.
     pub fn run(mut self) {
+        // Exported at zero from the start, so dashboards and alerts see it.
+        counter!("c19_state_persist_failures_total").increment(0);
         let mut last_commit = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         loop {
