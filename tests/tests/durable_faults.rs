@@ -160,6 +160,20 @@ async fn a_read_only_disk_is_a_start_up_error_naming_the_path() {
     println!("{}", logs.lines().last().unwrap_or_default());
 }
 
+#[tokio::test]
+async fn a_full_disk_at_start_up_is_an_error_naming_the_path() {
+    let Some(disk) = Tmpfs::mount("1m") else {
+        return;
+    };
+    // Nothing left for the database file.
+    let _ = std::fs::write(disk.path().join("filler"), vec![0u8; 1 << 20]);
+    let data = disk.path().join("c19");
+    let mut cluster = agent_on(&data, "");
+    let logs = fails_to_start(&mut cluster.nodes[0]).await;
+    assert!(logs.contains(&data.display().to_string()), "{logs}");
+    assert!(logs.contains("No space left on device"), "{logs}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_with_507_and_loses_nothing_acknowledged() {
     let Some(disk) = Tmpfs::mount("6m") else {
