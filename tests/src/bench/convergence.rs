@@ -166,6 +166,18 @@ pub(super) async fn everywhere(
     expected: Option<Value>,
     start: Instant,
 ) -> Option<Duration> {
+    everywhere_every(api, agents, key, expected, start, POLL).await
+}
+
+/// As [`everywhere`], polling each agent every `poll`.
+pub(super) async fn everywhere_every(
+    api: &Api,
+    agents: &[String],
+    key: &str,
+    expected: Option<Value>,
+    start: Instant,
+    poll: Duration,
+) -> Option<Duration> {
     let mut pollers = JoinSet::new();
     for agent in agents {
         let (api, agent, key, expected) =
@@ -177,7 +189,7 @@ pub(super) async fn everywhere(
                 {
                     return Some(start.elapsed());
                 }
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(poll).await;
             }
             None
         });

@@ -26,6 +26,7 @@ pub mod memory;
 pub mod network;
 pub mod persistence;
 pub mod report;
+pub mod scale;
 pub mod stats;
 pub mod svg;
 pub mod throughput;
@@ -75,11 +76,13 @@ pub enum Scenario {
     Footprint,
     /// Persistence: throughput beside memory and Redis, start-up load.
     Persistence,
+    /// 100 real agent processes: convergence and memory.
+    Scale,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Convergence,
         Self::Network,
         Self::Agent,
@@ -87,6 +90,7 @@ impl Scenario {
         Self::Tls,
         Self::Footprint,
         Self::Persistence,
+        Self::Scale,
     ];
 
     /// The scenario's name on the command line.
@@ -99,6 +103,7 @@ impl Scenario {
             Self::Tls => "tls",
             Self::Footprint => "footprint",
             Self::Persistence => "persistence",
+            Self::Scale => "scale",
         }
     }
 
@@ -268,6 +273,11 @@ pub async fn run(options: &Options) -> Report {
                     persistence::run(&agent, &generator, duration, keys).await
                 });
                 record(&mut report, "persistence", outcome.await);
+            }
+            Scenario::Scale => {
+                let (agent, writes) = (agent.clone(), plan.writes);
+                let outcome = guarded("scale", async move { scale::run(&agent, writes).await });
+                record(&mut report, "scale", outcome.await);
             }
         }
     }
