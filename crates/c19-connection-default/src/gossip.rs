@@ -80,6 +80,19 @@ impl Gossip<'_> {
         self.book.choose(&peers, self.settings.r0, now)
     }
 
+    /// Up to `r0` peers to push to: this agent's successor and random others (see
+    /// [`PeerBook::choose_for_push`]).
+    pub fn choose_push(&self) -> Vec<Target> {
+        let Some(provider) = self.provider else {
+            return Vec::new();
+        };
+        let peers = provider.get();
+        self.stats.peers(self.book.count_others(&peers));
+        c19_core::status::offered(&self.book.others(&peers));
+        self.book
+            .choose_for_push(&peers, self.settings.r0, Instant::now())
+    }
+
     /// Whether the provider offers some peer other than this agent.
     pub fn has_peers(&self) -> bool {
         self.provider

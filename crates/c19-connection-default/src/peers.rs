@@ -115,6 +115,58 @@ impl PeerBook {
             .collect()
     }
 
+    /// As [`PeerBook::choose`], with one of the `r0` being this agent's successor: the
+    /// first peer after this agent in the order of their names that is not backed off.
+    ///
+    /// Every agent that receives a change forwards it at once (on the leading edge of its
+    /// push interval) and so passes it to its successor: the agents reached are closed
+    /// under "successor", which on one ring is all of them, so a change reaches every
+    /// agent in one wave of forwards instead of waiting a push interval for the ones the
+    /// random picks missed. It needs `peers` to name this agent (a static list that every
+    /// agent shares does); otherwise all `r0` are random.
+    pub fn choose_for_push(&self, peers: &[Peer], r0: usize, now: Instant) -> Vec<Target> {
+        let Some(next) = self.successor(peers, now).filter(|_| r0 > 0) else {
+            return self.choose(peers, r0, now);
+        };
+        let others: Vec<Target> = self
+            .choose(peers, r0 + 1, now)
+            .into_iter()
+            .filter(|target| target.name != next.name)
+            .take(r0 - 1)
+            .collect();
+        std::iter::once(next).chain(others).collect()
+    }
+
+    /// The first peer after this agent, in the order of the names of `peers`, that is
+    /// not this agent and not backed off at `now`; `None` when `peers` does not name this
+    /// agent.
+    fn successor(&self, peers: &[Peer], now: Instant) -> Option<Target> {
+        let book = self.book();
+        let mut ring: Vec<(String, &Peer, bool)> = peers
+            .iter()
+            .map(|peer| {
+                let name = peer.authority(self.dial_port);
+                let itself = self.is_itself(&book, peer, &name);
+                (name, peer, itself)
+            })
+            .collect();
+        ring.sort_by(|a, b| a.0.cmp(&b.0));
+        ring.dedup_by(|a, b| a.0 == b.0);
+        let own = ring.iter().position(|(_, _, itself)| *itself)?;
+        let after = ring[own + 1..].iter().chain(&ring[..own]);
+        after
+            .filter(|(_, _, itself)| !itself)
+            .find(|(name, _, _)| {
+                book.health
+                    .get(name)
+                    .is_none_or(|health| health.retry_at <= now)
+            })
+            .map(|(name, peer, _)| Target {
+                name: name.clone(),
+                peer: (*peer).clone(),
+            })
+    }
+
     /// The names of the distinct peers of `peers` not known to be this agent.
     pub fn others(&self, peers: &[Peer]) -> Vec<String> {
         let book = self.book();
@@ -335,6 +387,41 @@ mod tests {
             names(&bound.choose(&peers(&["10.0.0.1", "10.0.0.1:1"]), 10, Instant::now())),
             ["10.0.0.1:1"]
         );
+    }
+
+    #[test]
+    fn pushes_always_include_the_successor_on_the_ring() {
+        let book = book();
+        // This agent is 127.0.0.1:4097 (OWN); the names in order put 127.0.0.1:4098 next.
+        let list = peers(&[
+            "127.0.0.1:4099",
+            "10.0.0.9",
+            "127.0.0.1:4097",
+            "127.0.0.1:4098",
+            "10.0.0.1",
+        ]);
+        let mut others = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let chosen = book.choose_for_push(&list, 2, Instant::now());
+            assert_eq!(chosen.len(), 2);
+            assert_eq!(chosen[0].name, "127.0.0.1:4098");
+            assert_ne!(chosen[1].name, "127.0.0.1:4098");
+            others.insert(chosen[1].name.clone());
+        }
+        assert_eq!(others.len(), 3, "the rest is random: {others:?}");
+        // The last name wraps round to the first; a backed-off successor is skipped.
+        let last = peers(&["10.0.0.1", "127.0.0.1:4097", "10.0.0.2"]);
+        let start = Instant::now();
+        let first = Target {
+            name: "10.0.0.1:4097".into(),
+            peer: last[0].clone(),
+        };
+        book.failed(&first, &failure(), 1, start);
+        let chosen = book.choose_for_push(&last, 1, start);
+        assert_eq!(names(&chosen), ["10.0.0.2:4097"]);
+        // A list without this agent: all random.
+        let without = peers(&["10.0.0.5", "10.0.0.6"]);
+        assert_eq!(book.choose_for_push(&without, 2, start).len(), 2);
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl Publisher {
 /// `max_push_bytes`. Returns the point they were delivered up to, or `None` when no peer
 /// took any.
 pub(crate) async fn publish(gossip: &Gossip<'_>, since: u64) -> Option<u64> {
-    publish_to(gossip, since, gossip.choose()).await
+    publish_to(gossip, since, gossip.choose_push()).await
 }
 
 /// [`publish`] to `targets`.

@@ -138,7 +138,7 @@ impl Plan {
     /// The full run of the issue (a few minutes).
     pub fn full() -> Self {
         Self {
-            convergence: vec![3, 10, 30],
+            convergence: vec![3, 10, 40],
             writes: 20,
             network: vec![
                 Setup {
