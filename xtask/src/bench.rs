@@ -13,7 +13,7 @@ use std::{
 
 use crate::util::{cargo, root, run as step};
 
-const USAGE: &str = "cargo xtask bench [--quick] [--only convergence,network,agent,memory,tls,footprint,persistence,scale] \
+const USAGE: &str = "cargo xtask bench [--quick] [--only convergence,network,agent,memory,tls,footprint,persistence,scale,steady] \
                      [--built-in-load] [--no-netns]";
 
 pub fn run(args: &[String]) -> Result<(), String> {

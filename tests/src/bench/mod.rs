@@ -28,6 +28,7 @@ pub mod persistence;
 pub mod report;
 pub mod scale;
 pub mod stats;
+pub mod steady;
 pub mod svg;
 pub mod throughput;
 pub mod tls;
@@ -78,11 +79,13 @@ pub enum Scenario {
     Persistence,
     /// 100 real agent processes: convergence and memory.
     Scale,
+    /// A steady 1,000 writes/s: push rounds, bytes per change, convergence.
+    Steady,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Convergence,
         Self::Network,
         Self::Agent,
@@ -91,6 +94,7 @@ impl Scenario {
         Self::Footprint,
         Self::Persistence,
         Self::Scale,
+        Self::Steady,
     ];
 
     /// The scenario's name on the command line.
@@ -104,6 +108,7 @@ impl Scenario {
             Self::Footprint => "footprint",
             Self::Persistence => "persistence",
             Self::Scale => "scale",
+            Self::Steady => "steady",
         }
     }
 
@@ -278,6 +283,11 @@ pub async fn run(options: &Options) -> Report {
                 let (agent, writes) = (agent.clone(), plan.writes);
                 let outcome = guarded("scale", async move { scale::run(&agent, writes).await });
                 record(&mut report, "scale", outcome.await);
+            }
+            Scenario::Steady => {
+                let agent = agent.clone();
+                let outcome = guarded("steady", async move { steady::run(&agent).await });
+                record(&mut report, "steady", outcome.await);
             }
         }
     }

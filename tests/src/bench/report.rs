@@ -18,6 +18,8 @@ pub enum Unit {
     Bytes,
     /// Bytes per key.
     BytesPerKey,
+    /// Events per second.
+    PerSec,
 }
 
 impl Unit {
@@ -28,6 +30,7 @@ impl Unit {
             Self::ReqPerSec => "req/s",
             Self::Bytes => "bytes",
             Self::BytesPerKey => "bytes/key",
+            Self::PerSec => "1/s",
         }
     }
 
@@ -44,6 +47,7 @@ impl Unit {
             Self::Bytes if value >= 1e3 => format!("{:.1} KB", value / 1e3),
             Self::Bytes => format!("{value:.0} B"),
             Self::BytesPerKey => format!("{value:.0} B/key"),
+            Self::PerSec => format!("{value:.2} /s"),
         }
     }
 }

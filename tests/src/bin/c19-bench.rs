@@ -27,7 +27,7 @@ struct Args {
     /// Where to write the reports (default: `../bench` from this binary, i.e. `target/bench`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Run only these scenarios (comma-separated: convergence, network, agent, memory, tls, footprint, persistence, scale).
+    /// Run only these scenarios (comma-separated: convergence, network, agent, memory, tls, footprint, persistence, scale, steady).
     #[arg(long, value_delimiter = ',', value_parser = parse_scenario)]
     only: Vec<Scenario>,
     /// Use the built-in load generator even when `wrk` is installed.
