@@ -89,8 +89,9 @@ impl Gossip<'_> {
         let peers = provider.get();
         self.stats.peers(self.book.count_others(&peers));
         c19_core::status::offered(&self.book.others(&peers));
+        let itself = provider.itself();
         self.book
-            .choose_for_push(&peers, self.settings.r0, Instant::now())
+            .choose_for_push(&peers, itself.as_ref(), self.settings.r0, Instant::now())
     }
 
     /// Whether the provider offers some peer other than this agent.

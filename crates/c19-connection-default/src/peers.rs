@@ -124,8 +124,14 @@ impl PeerBook {
     /// agent in one wave of forwards instead of waiting a push interval for the ones the
     /// random picks missed. It needs `peers` to name this agent (a static list that every
     /// agent shares does); otherwise all `r0` are random.
-    pub fn choose_for_push(&self, peers: &[Peer], r0: usize, now: Instant) -> Vec<Target> {
-        let Some(next) = self.successor(peers, now).filter(|_| r0 > 0) else {
+    pub fn choose_for_push(
+        &self,
+        peers: &[Peer],
+        itself: Option<&Peer>,
+        r0: usize,
+        now: Instant,
+    ) -> Vec<Target> {
+        let Some(next) = self.successor(peers, itself, now).filter(|_| r0 > 0) else {
             return self.choose(peers, r0, now);
         };
         let others: Vec<Target> = self
@@ -137,10 +143,10 @@ impl PeerBook {
         std::iter::once(next).chain(others).collect()
     }
 
-    /// The first peer after this agent, in the order of the names of `peers`, that is
-    /// not this agent and not backed off at `now`; `None` when `peers` does not name this
-    /// agent.
-    fn successor(&self, peers: &[Peer], now: Instant) -> Option<Target> {
+    /// The first peer after this agent, in the order of the names of `peers` (and of
+    /// `itself`, this agent as the provider says its peers see it), that is not this
+    /// agent and not backed off at `now`; `None` when neither names this agent.
+    fn successor(&self, peers: &[Peer], itself: Option<&Peer>, now: Instant) -> Option<Target> {
         let book = self.book();
         let mut ring: Vec<(String, &Peer, bool)> = peers
             .iter()
@@ -149,8 +155,10 @@ impl PeerBook {
                 let itself = self.is_itself(&book, peer, &name);
                 (name, peer, itself)
             })
+            .chain(itself.map(|peer| (peer.authority(self.dial_port), peer, true)))
             .collect();
-        ring.sort_by(|a, b| a.0.cmp(&b.0));
+        // Itself first among equal names, so the dedup keeps it marked.
+        ring.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)));
         ring.dedup_by(|a, b| a.0 == b.0);
         let own = ring.iter().position(|(_, _, itself)| *itself)?;
         let after = ring[own + 1..].iter().chain(&ring[..own]);
@@ -402,7 +410,7 @@ mod tests {
         ]);
         let mut others = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            let chosen = book.choose_for_push(&list, 2, Instant::now());
+            let chosen = book.choose_for_push(&list, None, 2, Instant::now());
             assert_eq!(chosen.len(), 2);
             assert_eq!(chosen[0].name, "127.0.0.1:4098");
             assert_ne!(chosen[1].name, "127.0.0.1:4098");
@@ -417,11 +425,16 @@ mod tests {
             peer: last[0].clone(),
         };
         book.failed(&first, &failure(), 1, start);
-        let chosen = book.choose_for_push(&last, 1, start);
+        let chosen = book.choose_for_push(&last, None, 1, start);
         assert_eq!(names(&chosen), ["10.0.0.2:4097"]);
-        // A list without this agent: all random.
-        let without = peers(&["10.0.0.5", "10.0.0.6"]);
-        assert_eq!(book.choose_for_push(&without, 2, start).len(), 2);
+        // A list without this agent: all random, unless the provider says where it is.
+        let without = peers(&["10.0.0.5", "10.0.0.7", "10.0.0.6"]);
+        assert_eq!(book.choose_for_push(&without, None, 2, start).len(), 2);
+        let own: Peer = "10.0.0.6".parse().unwrap();
+        for _ in 0..20 {
+            let chosen = book.choose_for_push(&without, Some(&own), 1, start);
+            assert_eq!(names(&chosen), ["10.0.0.7:4097"]);
+        }
     }
 
     #[test]

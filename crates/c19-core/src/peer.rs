@@ -188,6 +188,14 @@ pub trait PeerProvider: Debug + Send + Sync {
     fn discovered(&self) -> bool {
         true
     }
+
+    /// This agent as its peers see it (the address they dial), when the provider knows
+    /// it: a provider that leaves the agent out of [`PeerProvider::get`] can still say
+    /// where it is, so a connection can place it among its peers (the Default
+    /// connection's ring of push targets). `None` (the default): not known.
+    fn itself(&self) -> Option<Peer> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@ pub(crate) struct Discovery {
     pub peers: Arc<watch::Sender<Vec<Peer>>>,
     /// Set once the first list of pods answered (see `PeerProvider::discovered`).
     pub listed: Arc<AtomicBool>,
+    /// The agent's own pod as peers dial it, once seen (see `PeerProvider::itself`).
+    pub itself: Arc<watch::Sender<Option<Peer>>>,
 }
 
 impl Discovery {
@@ -141,6 +143,13 @@ impl Discovery {
                     let listed = matches!(event, Event::InitDone);
                     if pods.apply(event, &self.filter) {
                         self.publish(pods.peers());
+                    }
+                    if let Some(own) = pods.own() {
+                        self.itself.send_if_modified(|known| {
+                            let changed = known.as_ref() != Some(own);
+                            *known = Some(own.clone());
+                            changed
+                        });
                     }
                     if listed {
                         self.listed.store(true, Ordering::Release);
@@ -295,6 +304,8 @@ pub(crate) struct PodPeers {
     live: HashMap<(String, String), Peer>,
     /// Pods seen since a re-list began, replacing `live` when it completes.
     relisting: Option<HashMap<(String, String), Peer>>,
+    /// The agent's own pod as peers dial it, once seen.
+    own: Option<Peer>,
 }
 
 impl PodPeers {
@@ -306,6 +317,7 @@ impl PodPeers {
                 false
             }
             Event::InitApply(pod) => {
+                self.note_own(&pod, filter);
                 let (key, peer) = judge(&pod, filter);
                 if let (Some(relisting), Some(peer)) = (&mut self.relisting, peer) {
                     relisting.insert(key, peer);
@@ -320,6 +332,7 @@ impl PodPeers {
                 None => false,
             },
             Event::Apply(pod) => {
+                self.note_own(&pod, filter);
                 let (key, peer) = judge(&pod, filter);
                 match peer {
                     Some(peer) => self.live.insert(key, peer.clone()) != Some(peer),
@@ -327,6 +340,17 @@ impl PodPeers {
                 }
             }
             Event::Delete(pod) => self.live.remove(&key_of(&pod)).is_some(),
+        }
+    }
+
+    /// The agent's own pod as peers dial it, once seen.
+    pub fn own(&self) -> Option<&Peer> {
+        self.own.as_ref()
+    }
+
+    fn note_own(&mut self, pod: &Pod, filter: &PodFilter) {
+        if let Some(own) = filter.own_peer(pod) {
+            self.own = Some(own);
         }
     }
 

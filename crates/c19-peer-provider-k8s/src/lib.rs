@@ -14,7 +14,8 @@
 //! It lists and watches the pods with kube's `watcher`, which re-lists after an expired
 //! watch (410 Gone) and backs off after errors, and offers the pods that are Running,
 //! Ready, have a pod IP and are not being deleted, except the agent's own pod (see
-//! [`Identity`]). It connects like `kubectl`: `KUBECONFIG` or `~/.kube/config`, else the
+//! [`Identity`]), whose address it reports as `PeerProvider::itself` (so the Default
+//! connection can place the agent on its ring of push targets). It connects like `kubectl`: `KUBECONFIG` or `~/.kube/config`, else the
 //! in-cluster service account. When the API server is missing, down or hung (requests
 //! time out, see [`ApiTimeouts`]), the agent keeps running on the peers it knows and
 //! the provider retries, logging why.
@@ -88,6 +89,8 @@ struct Runtime {
     started: AtomicBool,
     /// Whether the first list of pods answered.
     listed: Arc<AtomicBool>,
+    /// The agent's own pod as peers dial it, once seen.
+    itself: Arc<watch::Sender<Option<Peer>>>,
 }
 
 impl Default for Runtime {
@@ -100,6 +103,7 @@ impl Default for Runtime {
             identity: None,
             started: AtomicBool::new(false),
             listed: Arc::default(),
+            itself: Arc::new(watch::Sender::new(None)),
         }
     }
 }
@@ -226,6 +230,7 @@ impl PeerProvider for K8sPeerProvider {
                 timeouts: self.runtime.timeouts,
                 peers: Arc::clone(&self.runtime.peers),
                 listed: Arc::clone(&self.runtime.listed),
+                itself: Arc::clone(&self.runtime.itself),
             };
             tokio::spawn(discovery.run(shutdown));
             Ok(())
@@ -238,5 +243,9 @@ impl PeerProvider for K8sPeerProvider {
 
     fn discovered(&self) -> bool {
         self.runtime.listed.load(Ordering::Acquire)
+    }
+
+    fn itself(&self) -> Option<Peer> {
+        self.runtime.itself.borrow().clone()
     }
 }

@@ -57,6 +57,34 @@ pub(crate) struct PodFilter {
 }
 
 impl PodFilter {
+    /// The address peers dial for `pod` when it is the agent's own pod (running or not).
+    pub fn own_peer(&self, pod: &Pod) -> Option<Peer> {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|status| status.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok())?;
+        let meta = &pod.metadata;
+        if !self
+            .identity
+            .is_own(meta.namespace.as_deref(), meta.name.as_deref(), Some(ip))
+        {
+            return None;
+        }
+        Some(Peer::ip(ip, self.port_of(pod).ok()?))
+    }
+
+    /// The port to dial on `pod`: `None` leaves the connection's default.
+    fn port_of(&self, pod: &Pod) -> Result<Option<u16>, Skip> {
+        match &self.port {
+            None => Ok(None),
+            Some(PortSpec::Number(port)) => Ok(Some(*port)),
+            Some(PortSpec::Name(name)) => named_port(pod, name)
+                .map(Some)
+                .ok_or_else(|| Skip::NoNamedPort(name.clone())),
+        }
+    }
+
     /// The peer that `pod` is, or why it is none.
     pub fn peer_of(&self, pod: &Pod) -> Result<Peer, Skip> {
         let status = pod.status.as_ref();
@@ -88,14 +116,7 @@ impl PodFilter {
             return Err(Skip::NotReady);
         }
         let ip = ip.ok_or(Skip::NoIp)??;
-        let port = match &self.port {
-            None => None,
-            Some(PortSpec::Number(port)) => Some(*port),
-            Some(PortSpec::Name(name)) => {
-                Some(named_port(pod, name).ok_or_else(|| Skip::NoNamedPort(name.clone()))?)
-            }
-        };
-        Ok(Peer::ip(ip, port))
+        Ok(Peer::ip(ip, self.port_of(pod)?))
     }
 }
 
@@ -140,6 +161,23 @@ mod tests {
             identity: Identity::named("self", None),
             port,
         }
+    }
+
+    #[test]
+    fn the_own_pod_is_never_a_peer_but_its_address_is_known() {
+        let spec = json!({"containers": [{ "name": "c19", "ports": [{ "name": "c19-peer", "containerPort": 4097 }] }]});
+        let named = filter(Some(PortSpec::Name("c19-peer".into())));
+        let own = pod("self", "10.0.0.9", spec.clone());
+        assert_eq!(named.peer_of(&own), Err(Skip::Own));
+        assert_eq!(
+            named.own_peer(&own),
+            Some(Peer::ip("10.0.0.9".parse().unwrap(), Some(4097)))
+        );
+        assert_eq!(named.own_peer(&pod("other", "10.0.0.2", spec)), None);
+        assert_eq!(
+            filter(None).own_peer(&own),
+            Some(Peer::ip("10.0.0.9".parse().unwrap(), None))
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod common;
 
+use c19_core::PeerProvider;
 use c19_peer_provider_k8s::Identity;
 use common::*;
 use serde_json::json;
@@ -35,6 +36,11 @@ async fn the_initial_list_offers_only_running_ready_pods_other_than_its_own() {
         Some("app=c19")
     );
     wait_for_peers(&provider, &["10.0.0.1", "10.0.0.2"]).await;
+    // Its own pod is no peer, but the provider says where peers reach it.
+    assert_eq!(
+        provider.itself().map(|own| own.to_string()).as_deref(),
+        Some("10.0.0.3")
+    );
     // Then it watches from the list's resourceVersion.
     api.watch("10", &[]).await;
     shutdown.cancel();
