@@ -74,9 +74,7 @@ impl Gossip<'_> {
         let Some(provider) = self.provider else {
             return Vec::new();
         };
-        let peers = provider.get();
-        self.stats.peers(self.book.count_others(&peers));
-        c19_core::status::offered(&self.book.others(&peers));
+        let peers = self.offered(provider);
         self.book.choose(&peers, self.settings.r0, now)
     }
 
@@ -86,12 +84,19 @@ impl Gossip<'_> {
         let Some(provider) = self.provider else {
             return Vec::new();
         };
-        let peers = provider.get();
-        self.stats.peers(self.book.count_others(&peers));
-        c19_core::status::offered(&self.book.others(&peers));
+        let peers = self.offered(provider);
         let itself = provider.itself();
         self.book
             .choose_for_push(&peers, itself.as_ref(), self.settings.r0, Instant::now())
+    }
+
+    /// The peers `provider` offers now, counted and reported to the operator's board.
+    fn offered(&self, provider: &dyn PeerProvider) -> Vec<c19_core::Peer> {
+        let peers = provider.get();
+        let others = self.book.others(&peers);
+        self.stats.peers(others.len());
+        c19_core::status::offered(&others);
+        peers
     }
 
     /// Whether the provider offers some peer other than this agent.

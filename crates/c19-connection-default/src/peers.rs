@@ -197,15 +197,7 @@ impl PeerBook {
 
     /// How many distinct peers of `peers` are not known to be this agent.
     pub fn count_others(&self, peers: &[Peer]) -> usize {
-        let book = self.book();
-        let mut seen = HashSet::new();
-        peers
-            .iter()
-            .filter(|peer| {
-                let name = peer.authority(self.dial_port);
-                !self.is_itself(&book, peer, &name) && seen.insert(name)
-            })
-            .count()
+        self.others(peers).len()
     }
 
     /// Whether `peer`, dialled as `name`, is known to be this agent.

@@ -150,6 +150,15 @@ pub fn update(key: &str, edit: impl FnOnce(&mut PeerReport)) {
     edit(report);
 }
 
+/// How many peers on the board `matches`, counted under the board's lock.
+pub fn count(matches: impl Fn(&PeerReport) -> bool) -> usize {
+    board()
+        .peers
+        .values()
+        .filter(|report| matches(report))
+        .count()
+}
+
 /// Every peer on the board, by name.
 pub fn peers() -> Vec<PeerReport> {
     board().peers.values().cloned().collect()

@@ -85,14 +85,18 @@ impl Point {
     }
 }
 
-/// Measures `writes` writes of each kind on a cluster of `n` agents.
-pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
-    let cluster = ClusterBuilder::new(binary, n)
+/// `n` agents with the convergence settings (push [`PUSH_MS`], pull [`PULL_MS`], r0
+/// [`R0`]), which the scale and steady-load scenarios share.
+pub(super) fn cluster(binary: &Path, n: usize) -> ClusterBuilder {
+    ClusterBuilder::new(binary, n)
         .push_ms(PUSH_MS)
         .pull_ms(PULL_MS)
         .r0(R0)
-        .start()
-        .await;
+}
+
+/// Measures `writes` writes of each kind on a cluster of `n` agents.
+pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
+    let cluster = cluster(binary, n).start().await;
     let agents: Vec<String> = cluster
         .nodes
         .iter()

@@ -11,13 +11,12 @@ use serde_json::{Value, json};
 use super::{
     Outcome,
     client::{Api, base, value_text},
-    convergence::{DEADLINE, PULL_MS, PUSH_MS, R0, everywhere_every},
+    convergence::{self, DEADLINE, PULL_MS, PUSH_MS, R0, everywhere_every},
     error::{Error, Result},
     machine::rss_bytes,
     report::{Figure, Unit},
     stats::Summary,
 };
-use crate::ClusterBuilder;
 
 const SCENARIO: &str = "100 agents";
 /// Agents started.
@@ -31,12 +30,7 @@ const IDLE: Duration = Duration::from_millis(3 * PUSH_MS);
 /// Starts the agents, measures `writes` new keys, then reads every agent's RSS.
 pub async fn run(binary: &Path, writes: usize) -> Result<Outcome> {
     let started = Instant::now();
-    let cluster = ClusterBuilder::new(binary, AGENTS)
-        .push_ms(PUSH_MS)
-        .pull_ms(PULL_MS)
-        .r0(R0)
-        .start()
-        .await;
+    let cluster = convergence::cluster(binary, AGENTS).start().await;
     let start_up = started.elapsed();
     let agents: Vec<String> = cluster
         .nodes

@@ -14,12 +14,12 @@ use tokio::task::JoinSet;
 use super::{
     Outcome,
     client::{Api, base, value_text},
-    convergence::{DEADLINE, PULL_MS, PUSH_MS, R0, everywhere_every},
+    convergence::{self, DEADLINE, PULL_MS, PUSH_MS, R0, everywhere_every},
     error::{Error, Result},
     report::{Figure, Target, Unit},
     stats::Summary,
 };
-use crate::{ClusterBuilder, Node, http};
+use crate::{Node, http};
 
 const SCENARIO: &str = "steady 1,000 writes/s, 10 agents";
 const AGENTS: usize = 10;
@@ -60,12 +60,7 @@ async fn push_total(nodes: &[Node], name: &str) -> Result<f64> {
 
 /// Runs the load and the probes.
 pub async fn run(binary: &Path) -> Result<Outcome> {
-    let cluster = ClusterBuilder::new(binary, AGENTS)
-        .push_ms(PUSH_MS)
-        .pull_ms(PULL_MS)
-        .r0(R0)
-        .start()
-        .await;
+    let cluster = convergence::cluster(binary, AGENTS).start().await;
     let agents: Vec<String> = cluster
         .nodes
         .iter()
