@@ -18,8 +18,9 @@
 //! A variable `C19_SPEC__<PATH>` overrides the field at `spec.<path>`: the path is
 //! lower-cased and `__` separates its parts, so `C19_SPEC__AGENT__PORT=4000` sets
 //! `spec.agent.port`, and `C19_SPEC__CONNECTION__PEER_PROVIDER__PEERS=10.0.0.1,10.0.0.2`
-//! sets the static peer list (lists are comma-separated). Values that look like numbers
-//! or booleans are read as such. Only variables starting with `C19_SPEC__` are read, so
+//! sets the static peer list: a field that expects a list takes a comma-separated value
+//! (whatever layer it belongs to). Values that look like numbers or booleans are read as
+//! such. Only variables starting with `C19_SPEC__` are read, so
 //! the `C19_SERVICE_HOST`-style variables Kubernetes injects for a Service named `c19`
 //! are ignored.
 
@@ -29,13 +30,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
-use crate::{Agent, Connection, State, registry};
+use crate::{AgentConfig, ConnectionConfig, StateConfig, registry};
 
 /// The prefix of environment overrides.
 pub const ENV_PREFIX: &str = "C19_SPEC__";
 
-/// Fields that environment overrides may set as comma-separated lists.
-const ENV_LIST_FIELDS: &[&str] = &["spec.connection.peer_provider.peers"];
+/// How many list-valued fields one set of environment overrides may fill.
+const MAX_ENV_LISTS: usize = 64;
 
 /// The whole configuration file.
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,11 +65,11 @@ pub enum SchemaVersion {
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Serves the local application.
-    pub agent: Box<dyn Agent>,
+    pub agent: Box<dyn AgentConfig>,
     /// Holds and merges the data.
-    pub state: Box<dyn State>,
+    pub state: Box<dyn StateConfig>,
     /// Exchanges the state with peers.
-    pub connection: Box<dyn Connection>,
+    pub connection: Box<dyn ConnectionConfig>,
     /// Health and metrics endpoints, on their own port.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -220,15 +221,11 @@ impl Config {
             .into_iter()
             .filter(|(key, _)| key.starts_with(ENV_PREFIX))
             .collect();
-        let mut environment = config::Environment::with_prefix("C19")
+        let environment = config::Environment::with_prefix("C19")
             .prefix_separator("_")
             .separator("__")
             .try_parsing(true)
-            .list_separator(",")
             .source(Some(overrides.clone()));
-        for field in ENV_LIST_FIELDS {
-            environment = environment.with_list_parse_key(field);
-        }
         let syntax = |error: config::ConfigError| ConfigError::Syntax {
             path: name.to_owned(),
             message: error.to_string(),
@@ -245,8 +242,19 @@ impl Config {
         }
         fill_default_layers(&mut tree);
         let telemetry_given = !tree["spec"]["telemetry"].is_null();
-        let mut config: Self = serde_path_to_error::deserialize(tree)
-            .map_err(|error| field_error(name, &overrides, error))?;
+        let mut lists = 0;
+        let mut config: Self = loop {
+            match serde_path_to_error::deserialize(tree.clone()) {
+                Ok(config) => break config,
+                Err(error) => {
+                    if lists < MAX_ENV_LISTS && split_env_list(&mut tree, &overrides, &error) {
+                        lists += 1;
+                        continue;
+                    }
+                    return Err(field_error(name, &overrides, error));
+                }
+            }
+        };
         config.spec.telemetry.explicit = telemetry_given;
         Ok(config)
     }
@@ -271,6 +279,54 @@ fn fill_default_layers(tree: &mut Value) {
                 .or_insert_with(|| serde_json::json!({ "kind": "Default" }));
         }
     }
+}
+
+/// When `error` is a field set by an environment override that expects a list, turns
+/// the override's value in `tree` into the list it spells (comma-separated, each item
+/// read as a number or boolean when it looks like one). Returns whether it did, so the
+/// caller deserializes again. No layer needs to declare its list fields.
+fn split_env_list(
+    tree: &mut Value,
+    overrides: &config::Map<String, String>,
+    error: &serde_path_to_error::Error<serde_json::Error>,
+) -> bool {
+    let field = error.path().to_string();
+    if !error.inner().to_string().contains("expected a sequence") {
+        return false;
+    }
+    let variable = format!("C19_{}", field.to_ascii_uppercase().replace('.', "__"));
+    let Some(text) = overrides.get(&variable) else {
+        return false;
+    };
+    let mut node = &mut *tree;
+    for part in field.split('.') {
+        match node.get_mut(part) {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    if node.is_array() {
+        return false;
+    }
+    *node = Value::Array(
+        text.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(scalar)
+            .collect(),
+    );
+    true
+}
+
+/// An item of an environment list: a number or boolean when it looks like one.
+fn scalar(item: &str) -> Value {
+    if let Ok(number) = item.parse::<i64>() {
+        return Value::from(number);
+    }
+    if let Ok(flag) = item.parse::<bool>() {
+        return Value::from(flag);
+    }
+    Value::from(item)
 }
 
 /// The fields that hold a layer chosen by `kind:`.

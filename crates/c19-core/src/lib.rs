@@ -9,10 +9,19 @@
 //!
 //! A [`DataSeeder`] may load initial data into the state at start.
 //!
+//! Every layer has the same lifecycle: its configuration type ([`StateConfig`],
+//! [`AgentConfig`], [`ConnectionConfig`], [`PeerProviderConfig`], [`DataSeederConfig`])
+//! is plain data deserialized from YAML, and its `build` method, given a
+//! [`LayerContext`], returns the live layer. Live layers are ordinary Rust values; the
+//! runtime ([`run_until`]) builds the state, then the agent and the connection, runs the
+//! two side by side and stops them in order.
+//!
 //! Layers know nothing of each other's data format: values cross layer boundaries as
-//! bytes ([`StateValue::as_bytes`]) and only the state interprets them. Implementations
-//! live in their own crates and register themselves with [`typetag`], so any binary that
-//! links a layer crate can select it from configuration.
+//! bytes ([`StateValue::as_bytes`]) and only the state interprets them; the rules every
+//! state keeps are in [`state`], the `Default` format in [`entry`]. Implementations
+//! live in their own crates and register their configuration types with [`typetag`], so
+//! any binary that links a layer crate can select it from configuration. The
+//! `c19-testkit` crate has conformance suites to test a new layer with.
 //!
 //! This crate has few dependencies on purpose; it is what a third-party layer crate
 //! depends on.
@@ -21,8 +30,10 @@ pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod entry;
 pub mod error;
 pub mod health;
+pub mod layer;
 pub mod peer;
 pub mod registry;
 pub mod runtime;
@@ -31,16 +42,18 @@ pub mod shutdown;
 pub mod state;
 pub mod status;
 
-pub use agent::Agent;
+pub use agent::{Agent, AgentConfig};
 pub use config::{Config, Spec, TelemetryConfig};
-pub use connection::Connection;
+pub use connection::{Connection, ConnectionConfig};
 pub use error::{Error, LayerError, Result};
-pub use peer::{Peer, PeerError, PeerProvider};
+pub use layer::{Identity, LayerContext, Readiness};
+pub use peer::{Peer, PeerError, PeerProvider, PeerProviderConfig};
 pub use runtime::{run, run_until};
-pub use seeder::{DataSeeder, SeedError};
+pub use seeder::{DataSeeder, DataSeederConfig, SeedError};
 pub use shutdown::Shutdown;
 pub use state::{
-    Applied, Change, Changes, Diff, SafeState, State, StateError, StateValue, SyncSession,
+    Applied, Change, Changes, Diff, Points, SafeState, State, StateConfig, StateError,
+    StateValue, SyncSession,
 };
 
 /// Re-exports that layer implementations need to register themselves, so they use the

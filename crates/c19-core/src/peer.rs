@@ -4,12 +4,13 @@ use std::{
     fmt::{self, Debug, Display},
     net::{IpAddr, Ipv6Addr},
     str::FromStr,
+    sync::Arc,
 };
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{error::BoxError, shutdown::Shutdown};
+use crate::{error::BoxError, layer::LayerContext};
 
 /// Why a peer provider failed, or a peer address was refused.
 #[derive(Debug, thiserror::Error)]
@@ -167,15 +168,25 @@ impl<'de> Deserialize<'de> for Peer {
     }
 }
 
-/// The PeerProvider trait: tells a connection layer whom it can talk to.
+/// The configuration of a peer provider kind, selected in YAML by `kind:`.
+///
+/// It is plain data; [`PeerProviderConfig::build`] makes the live [`PeerProvider`].
 #[typetag::serde(tag = "kind")]
-pub trait PeerProvider: Debug + Send + Sync {
-    /// Starts discovery (watches, timers) that runs until `shutdown` is cancelled.
+pub trait PeerProviderConfig: Debug + Send + Sync {
+    /// Builds the provider and starts its discovery (watches, timers), which runs until
+    /// the context's shutdown is cancelled.
     ///
     /// It must not fail because a discovery backend is unreachable at start: it logs
-    /// and retries, and [`PeerProvider::get`] returns what is known meanwhile.
-    fn init(&self, shutdown: Shutdown) -> BoxFuture<'_, Result<(), PeerError>>;
+    /// and retries, and [`PeerProvider::get`] returns what is known meanwhile. It fails
+    /// for what retrying cannot mend (a malformed setting).
+    fn build<'a>(
+        &'a self,
+        cx: &'a LayerContext,
+    ) -> BoxFuture<'a, Result<Arc<dyn PeerProvider>, PeerError>>;
+}
 
+/// The live peer provider: tells a connection layer whom it can talk to.
+pub trait PeerProvider: Debug + Send + Sync {
     /// The peers known now.
     fn get(&self) -> Vec<Peer>;
 

@@ -9,20 +9,20 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::{self, DeserializeOwned, value::MapDeserializer};
 
-use crate::{Agent, Connection, DataSeeder, PeerProvider, State};
+use crate::{AgentConfig, ConnectionConfig, DataSeederConfig, PeerProviderConfig, StateConfig};
 
 /// The kinds registered for each layer, sorted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kinds {
-    /// Kinds of [`Agent`].
+    /// Kinds of [`AgentConfig`].
     pub agent: Vec<&'static str>,
-    /// Kinds of [`State`].
+    /// Kinds of [`StateConfig`].
     pub state: Vec<&'static str>,
-    /// Kinds of [`Connection`].
+    /// Kinds of [`ConnectionConfig`].
     pub connection: Vec<&'static str>,
-    /// Kinds of [`PeerProvider`].
+    /// Kinds of [`PeerProviderConfig`].
     pub peer_provider: Vec<&'static str>,
-    /// Kinds of [`DataSeeder`].
+    /// Kinds of [`DataSeederConfig`].
     pub data_seeder: Vec<&'static str>,
 }
 
@@ -68,11 +68,11 @@ pub(crate) fn list(kinds: &[&str]) -> String {
 /// The kinds registered in this binary, per layer.
 pub fn kinds() -> Kinds {
     Kinds {
-        agent: kinds_of::<Box<dyn Agent>>(),
-        state: kinds_of::<Box<dyn State>>(),
-        connection: kinds_of::<Box<dyn Connection>>(),
-        peer_provider: kinds_of::<Box<dyn PeerProvider>>(),
-        data_seeder: kinds_of::<Box<dyn DataSeeder>>(),
+        agent: kinds_of::<Box<dyn AgentConfig>>(),
+        state: kinds_of::<Box<dyn StateConfig>>(),
+        connection: kinds_of::<Box<dyn ConnectionConfig>>(),
+        peer_provider: kinds_of::<Box<dyn PeerProviderConfig>>(),
+        data_seeder: kinds_of::<Box<dyn DataSeederConfig>>(),
     }
 }
 

@@ -10,7 +10,7 @@ use std::{future::Future, pin::Pin, time::Duration};
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use crate::{Config, Error, Result, health, shutdown::Shutdown};
+use crate::{Config, Error, LayerContext, Result, health, shutdown::Shutdown};
 
 type LayerFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
@@ -38,22 +38,39 @@ pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
     // Background work of the state (expiry, GC) stops last, with the whole run.
     let background = Shutdown::new();
     let _stop_background = background.clone().drop_guard();
-    let state = spec.state.init(background.clone()).await?;
+    let state_cx = LayerContext::new("state", background.clone());
+    let state = spec.state.build(&state_cx).await?;
     crate::status::register_state(&state);
     health::ready("state");
 
     let agent_stop = Shutdown::new();
     let connection_stop = Shutdown::new();
-    let mut agent: LayerFuture<'_> = Box::pin(
-        spec.agent
-            .start(state.clone(), agent_stop.clone())
-            .map(|result| result.map_err(Error::Agent)),
-    );
-    let mut connection: LayerFuture<'_> = Box::pin(
-        spec.connection
-            .start(state.clone(), connection_stop.clone())
-            .map(|result| result.map_err(Error::Connection)),
-    );
+    let agent_cx = LayerContext::new("agent", agent_stop.clone());
+    let connection_cx = LayerContext::new("connection", connection_stop.clone());
+    let built = async {
+        let agent = spec
+            .agent
+            .build(&agent_cx, state.clone())
+            .await
+            .map_err(Error::Agent)?;
+        let connection = spec
+            .connection
+            .build(&connection_cx, state.clone())
+            .await
+            .map_err(Error::Connection)?;
+        Ok::<_, Error>((agent, connection))
+    };
+    let (agent, connection) = match built.await {
+        Ok(layers) => layers,
+        Err(error) => {
+            state.close().await;
+            return Err(error);
+        }
+    };
+    let mut agent: LayerFuture<'_> =
+        Box::pin(agent.run().map(|result| result.map_err(Error::Agent)));
+    let mut connection: LayerFuture<'_> =
+        Box::pin(connection.run().map(|result| result.map_err(Error::Connection)));
     tracing::info!("c19 agent started");
 
     let grace = Duration::from_millis(spec.grace_period);

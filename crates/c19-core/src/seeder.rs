@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::error::BoxError;
+use crate::{error::BoxError, layer::LayerContext};
 
 /// Why a data seeder could not load its data.
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,19 @@ pub enum SeedError {
     Other(#[source] BoxError),
 }
 
-/// The DataSeeder trait: produces the initial data of a state.
+/// The configuration of a data seeder kind, selected in YAML by `kind:`.
+///
+/// It is plain data; [`DataSeederConfig::build`] makes the live [`DataSeeder`].
 #[typetag::serde(tag = "kind")]
+pub trait DataSeederConfig: Debug + Send + Sync {
+    /// Builds the seeder (it loads nothing yet: the state calls [`DataSeeder::load`]).
+    fn build<'a>(
+        &'a self,
+        cx: &'a LayerContext,
+    ) -> BoxFuture<'a, Result<Box<dyn DataSeeder>, SeedError>>;
+}
+
+/// The live data seeder: produces the initial data of a state.
 pub trait DataSeeder: Debug + Send + Sync {
     /// Loads the data, in the format the state's `set` accepts.
     fn load(&self) -> BoxFuture<'_, Result<Bytes, SeedError>>;

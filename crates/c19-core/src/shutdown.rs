@@ -6,8 +6,7 @@
 
 pub use tokio_util::sync::CancellationToken;
 
-/// The shutdown signal passed to [`crate::Agent::start`], [`crate::Connection::start`]
-/// and the initialisers of the other layers.
+/// The shutdown signal a layer is built with ([`crate::LayerContext::shutdown`]).
 pub type Shutdown = CancellationToken;
 
 /// Resolves when the process receives SIGINT (Ctrl-C) or, on Unix, SIGTERM.

@@ -2,14 +2,42 @@
 //!
 //! The agent and connection layers never look inside the data: they hand the state bytes
 //! they received ([`StateValue`]) and pass on the bytes it returns ([`Bytes`]). The format
-//! of those bytes is the state implementation's business.
+//! of those bytes is the state implementation's business; the format of the `Default`
+//! state, which the HTTP agent's API is written in, is stated in [`crate::entry`].
+//!
+//! # The contract
+//!
+//! What the connection layer relies on, and every state must therefore keep:
+//!
+//! 1. **Merges converge.** Merging the same entries in any order, any number of times,
+//!    leaves every state holding the same data (the Default state: last writer wins by
+//!    `ts`, ties broken by the entry's bytes). [`State::version`] is equal exactly when
+//!    the data is.
+//! 2. **All or nothing.** [`State::set`] validates a whole batch before applying any of
+//!    it; on error nothing changed.
+//! 3. **History.** Every change takes the next point of the state's history: points
+//!    only grow, by one per change, and [`State::head`] is the newest. A merge that
+//!    changed nothing takes no point, so [`State::head`] does not move (otherwise a
+//!    connection would push the no-op on, its peers would push it back, and gossip
+//!    would echo for ever). [`Applied::points`] says which points a merge took, and
+//!    [`SyncSession::written`] which points the last step of an exchange took.
+//! 4. **Diffs.** [`State::diff`] from a point returns every change after it (the
+//!    newest entry of each key at least once), in the format [`State::set`] accepts.
+//! 5. **Deletes are writes.** A delete leaves a tombstone that wins over older values
+//!    and is itself a change in the history and in diffs, until it is swept.
+//! 6. **No blocking on the network.** Every method returns without waiting for a peer;
+//!    the connection calls the heavy ones (`set`, `diff`, exchange steps) off the
+//!    async workers.
+//!
+//! The `c19-testkit` crate's conformance suite checks these rules against any
+//! implementation.
 
 use std::{fmt::Debug, sync::Arc};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::{seeder::SeedError, shutdown::Shutdown};
+use crate::{layer::LayerContext, seeder::SeedError};
 
 /// A state shared by the layers of one agent.
 pub type SafeState = Arc<dyn State>;
@@ -80,11 +108,62 @@ pub enum StateError {
 
 /// What a [`State::set`] did with a batch.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Applied {
     /// Entries that changed the state.
     pub applied: usize,
     /// Entries that lost to what the state already held (older, or equal).
     pub ignored: usize,
+    /// The points of the state's history the merge took, when it took any and the
+    /// state says (see the [module docs](self)); `None` otherwise.
+    pub points: Option<Points>,
+}
+
+impl Applied {
+    /// `applied` entries changed the state and `ignored` lost; no points said.
+    pub fn new(applied: usize, ignored: usize) -> Self {
+        Self {
+            applied,
+            ignored,
+            points: None,
+        }
+    }
+
+    /// The same, saying the merge took the points `points`.
+    pub fn with_points(mut self, points: Option<Points>) -> Self {
+        self.points = points;
+        self
+    }
+}
+
+/// Consecutive points of a state's history, `first..=last`, that one merge took and no
+/// other change shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Points {
+    /// The first point taken.
+    pub first: u64,
+    /// The last point taken (`first` for one change).
+    pub last: u64,
+}
+
+impl Points {
+    /// The `count` points after `head`, or `None` when `count` is 0.
+    pub fn after(head: u64, count: u64) -> Option<Self> {
+        (count > 0).then(|| Self {
+            first: head.saturating_add(1),
+            last: head.saturating_add(count),
+        })
+    }
+
+    /// How many points these are.
+    pub fn len(&self) -> u64 {
+        self.last.saturating_sub(self.first) + 1
+    }
+
+    /// Never empty; for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// The changes made to a state after a point in its history; see [`State::diff`].
@@ -133,19 +212,32 @@ pub trait SyncSession: Send {
 
     /// What the peer's answers changed in this state so far.
     fn applied(&self) -> Applied;
+
+    /// The points of the state's history that the last [`SyncSession::step`] took, when
+    /// it took any; see [`Applied::points`]. `None` (the default): none, or not said.
+    fn written(&self) -> Option<Points> {
+        None
+    }
 }
 
-/// The State trait.
+/// The configuration of a state kind, selected in YAML by `kind:`.
 ///
-/// A state is first deserialized from configuration (selected by `kind:`), then
-/// [`State::init`] returns the live, shareable instance that the agent and connection
-/// layers use.
+/// It is plain data; [`StateConfig::build`] makes the live [`State`].
 #[typetag::serde(tag = "kind")]
-pub trait State: Debug + Send + Sync {
-    /// Initialises the state: loads the data seeder, starts background work (expiry,
-    /// garbage collection) that stops with `shutdown`, and returns the live state.
-    fn init(&self, shutdown: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>>;
+pub trait StateConfig: Debug + Send + Sync {
+    /// Builds the live state: opens its storage, loads its data seeder, starts its
+    /// background work (expiry, garbage collection) that stops with the context's
+    /// shutdown, and returns the shareable instance that the agent and connection
+    /// layers use. It may mark the context's readiness itself; the runtime marks the
+    /// `state` component ready once this returns.
+    fn build<'a>(&'a self, cx: &'a LayerContext) -> BoxFuture<'a, Result<SafeState, StateError>>;
+}
 
+/// The live state, built by a [`StateConfig`]; see the [module docs](self) for the rules
+/// every implementation keeps.
+///
+/// Optional methods have defaults, so the trait grows without breaking implementers.
+pub trait State: Debug + Send + Sync {
     /// A version of the current data. Two states report the same version exactly when
     /// they hold the same data, so a connection layer can skip exchanges between equals.
     fn version(&self) -> String;
@@ -153,6 +245,8 @@ pub trait State: Debug + Send + Sync {
     /// Merges a batch of entries (a local write or data from a peer).
     ///
     /// The batch is validated before anything is applied: on error nothing changed.
+    /// The result counts what changed and, where the state says, which points of its
+    /// history the changes took (rule 3 of the [module docs](self)).
     fn set(&self, value: &dyn StateValue) -> Result<Applied, StateError>;
 
     /// Merges several independent batches, in order, each as [`State::set`] would:
