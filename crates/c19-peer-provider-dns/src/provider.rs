@@ -41,7 +41,8 @@ impl DnsPeers {
     ///
     /// It fails only when the resolver cannot be set up (the system's
     /// `/etc/resolv.conf` cannot be read); a name server that is down at start is
-    /// retried each round.
+    /// retried each round. It must be called within a tokio runtime, which runs the
+    /// task.
     pub fn start(config: &DnsPeerProvider, cx: &LayerContext) -> Result<Arc<Self>, Error> {
         if config.names.is_empty() {
             return Err(Error::NoNames);
