@@ -72,6 +72,23 @@ fn every_field_loads_and_numbers_may_be_strings() {
 }
 
 #[test]
+fn the_yaml_of_the_docs_loads() {
+    let yaml = r#"
+kind: Dns
+names: ["c19-headless.default.svc.cluster.local", "_c19._tcp.c19.default.svc.cluster.local"]
+refresh_interval: 5000
+port: "4097"   # quoted, as from an environment variable
+"#;
+    let config: Box<dyn PeerProviderConfig> = serde_saphyr::from_str(yaml).unwrap();
+    let shown = serde_json::to_value(&config).unwrap();
+    assert_eq!(shown["port"], json!(4097));
+    assert_eq!(
+        shown["names"][1],
+        json!("_c19._tcp.c19.default.svc.cluster.local")
+    );
+}
+
+#[test]
 fn an_unknown_field_is_refused_by_name() {
     let error =
         kind(json!({ "kind": "Dns", "names": ["c19.test"], "refresh_intervall": 5 })).unwrap_err();
