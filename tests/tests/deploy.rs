@@ -299,7 +299,9 @@ fn every_overlay_renders_typed_resources_for_its_strategy() {
         let expected = match name.as_str() {
             "sidecar" | "all-namespaces" => (true, false, false),
             "daemonset" | "daemonset-persistent" => (false, true, false),
-            "standalone" | "standalone-tls" | "standalone-persistent" => (false, false, true),
+            "standalone" | "standalone-tls" | "standalone-persistent" | "standalone-dns" => {
+                (false, false, true)
+            }
             "hybrid" => (true, false, true),
             other => panic!("overlay {other}: add its strategy to this test"),
         };
@@ -323,6 +325,7 @@ fn every_agent_pod_agrees_with_its_config_rbac_and_image() {
     for overlay in overlays {
         let resources = &overlay.resources;
         let mut mesh = Vec::new();
+        let mut kinds = BTreeSet::new();
         let mut agents_found = 0;
         for workload in Workload::all(resources) {
             for (container, init) in workload.agents() {
@@ -345,7 +348,24 @@ fn every_agent_pod_agrees_with_its_config_rbac_and_image() {
                 problems.extend(found.into_iter().map(|problem| format!("{at}: {problem}")));
                 let provider = &config.effective["spec"]["connection"]["peer_provider"];
                 namespaces_seen.insert(provider["namespace"] == ":all");
-                mesh.push((at, workload.labels(), provider["selector"].clone()));
+                kinds.insert(provider["kind"].as_str().unwrap_or_default().to_owned());
+                // The pods a provider finds: the K8s selector, or the selector of the
+                // Services a Dns provider's names resolve to.
+                let selector = if provider["kind"] == "Dns" {
+                    let names = provider["names"].as_array().cloned().unwrap_or_default();
+                    let selectors: Vec<Value> = names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .filter_map(|name| checks::dns_service(resources, &workload, name).ok())
+                        .filter_map(|service| service.spec.as_ref()?.selector.clone())
+                        .map(|selector| serde_json::to_value(selector).unwrap())
+                        .collect();
+                    // One Service of the overlay is how a Dns mesh is written here.
+                    selectors.first().cloned().unwrap_or(Value::Null)
+                } else {
+                    provider["selector"].clone()
+                };
+                mesh.push((at, workload.labels(), selector));
             }
         }
         if agents_found == 0 {
@@ -361,6 +381,21 @@ fn every_agent_pod_agrees_with_its_config_rbac_and_image() {
                 {
                     problems.push(format!("{at}: its peer selector does not find {other}"));
                 }
+            }
+        }
+        // A mesh that finds its peers through DNS needs no identity for the API at all.
+        if kinds.len() == 1 && kinds.contains("Dns") {
+            let rbac = resources.service_accounts.len()
+                + resources.roles.len()
+                + resources.role_bindings.len()
+                + resources.cluster_roles.len()
+                + resources.cluster_role_bindings.len();
+            if rbac > 0 {
+                problems.push(format!(
+                    "overlay {}: its agents all use the Dns provider, yet it creates {rbac} \
+                     ServiceAccounts, Roles or bindings",
+                    overlay.name
+                ));
             }
         }
         let at = |problem: String| format!("overlay {}: {problem}", overlay.name);

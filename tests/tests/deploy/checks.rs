@@ -94,15 +94,72 @@ pub fn agent(
         }
     }
 
-    // Peers: the selector finds this pod's own kind, the port dialled is the peer port.
+    // Peers: the provider finds the agents of the mesh, the port dialled is the peer port.
     let provider = &spec["connection"]["peer_provider"];
     let connection_port = listeners["connection"];
-    if provider["kind"] != "K8s" {
-        problem(format!(
-            "peer_provider.kind is {}, expected K8s",
+    let found = match provider["kind"].as_str() {
+        Some("K8s") => k8s_provider(resources, workload, container, provider),
+        Some("Dns") => dns_provider(resources, workload, container, provider, connection_port),
+        _ => vec![format!(
+            "peer_provider.kind is {}, expected K8s or Dns",
             provider["kind"]
+        )],
+    };
+    found.into_iter().for_each(&mut problem);
+    let dialled = match &provider["port"] {
+        serde_json::Value::Null => {
+            agents::number(&spec["connection"]["target_port"]).or(Some(connection_port))
+        }
+        serde_json::Value::String(name) => agents::named_port(container, name).map(i64::from),
+        other => agents::number(other),
+    };
+    if dialled != Some(connection_port) {
+        problem(format!(
+            "peers are dialled on {dialled:?}, but they listen on {connection_port}"
         ));
     }
+
+    // Probes hit a declared port that c19 listens on.
+    let probes = [
+        ("startupProbe", &container.startup_probe),
+        ("readinessProbe", &container.readiness_probe),
+        ("livenessProbe", &container.liveness_probe),
+    ];
+    for (name, probe) in probes {
+        let Some(probe) = probe else {
+            if name != "startupProbe" {
+                problem(format!("no {name}"));
+            }
+            continue;
+        };
+        match agents::probe_port(probe) {
+            Err(error) => problem(format!("{name}: {error}")),
+            Ok(port) => match agents::resolve_port(container, &port) {
+                None => problem(format!(
+                    "{name} probes {port:?}, which is not a port of the container"
+                )),
+                Some(number) if !listeners.values().any(|l| *l == i64::from(number)) => problem(
+                    format!("{name} probes port {number}, where c19 does not listen"),
+                ),
+                Some(_) => {}
+            },
+        }
+    }
+
+    problems.extend(hygiene(workload, container, config, image));
+    problems
+}
+
+/// What the K8s provider needs: a selector matching the pod's own labels, its namespace,
+/// a ServiceAccount allowed to watch pods, and the downward API variables.
+fn k8s_provider(
+    resources: &Resources,
+    workload: &Workload<'_>,
+    container: &Container,
+    provider: &serde_json::Value,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut problem = |text: String| problems.push(text);
     let selector = provider["selector"]
         .as_object()
         .cloned()
@@ -117,18 +174,6 @@ pub fn agent(
                 "peer_provider.selector {key}={value} does not match the pod's labels {labels:?}"
             ));
         }
-    }
-    let dialled = match &provider["port"] {
-        serde_json::Value::Null => {
-            agents::number(&spec["connection"]["target_port"]).or(Some(connection_port))
-        }
-        serde_json::Value::String(name) => agents::named_port(container, name).map(i64::from),
-        other => agents::number(other),
-    };
-    if dialled != Some(connection_port) {
-        problem(format!(
-            "peers are dialled on {dialled:?}, but they listen on {connection_port}"
-        ));
     }
 
     // Namespace and RBAC.
@@ -186,35 +231,115 @@ pub fn agent(
             ));
         }
     }
+    problems
+}
 
-    // Probes hit a declared port that c19 listens on.
-    let probes = [
-        ("startupProbe", &container.startup_probe),
-        ("readinessProbe", &container.readiness_probe),
-        ("livenessProbe", &container.liveness_probe),
-    ];
-    for (name, probe) in probes {
-        let Some(probe) = probe else {
-            if name != "startupProbe" {
-                problem(format!("no {name}"));
+/// The headless Service a Dns provider's entry of `names` resolves to in the pod's
+/// namespace: `svc`, `svc.<namespace>`, `svc.<namespace>.svc…`, or an SRV name
+/// `_port._tcp.` followed by one of these.
+pub fn dns_service<'a>(
+    resources: &'a Resources,
+    workload: &Workload<'_>,
+    name: &str,
+) -> Result<&'a k8s_openapi::api::core::v1::Service, String> {
+    let mut labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
+    if name.starts_with('_') {
+        labels.drain(..labels.len().min(2));
+    }
+    let (service, namespace) = (labels.first().copied(), labels.get(1).copied());
+    if namespace.is_some_and(|namespace| Some(namespace) != workload.namespace) {
+        return Err(format!(
+            "peer_provider name {name} is in namespace {namespace:?}, but the pods are in {:?}",
+            workload.namespace
+        ));
+    }
+    resources
+        .services
+        .iter()
+        .find(|s| {
+            s.metadata.name.as_deref() == service
+                && s.metadata.namespace.as_deref() == workload.namespace
+        })
+        .ok_or_else(|| format!("peer_provider name {name} is not a Service of the overlay"))
+}
+
+/// What the Dns provider needs: names that are headless Services listing the agents even
+/// before they are ready, POD_IP from the downward API, and no access to the API.
+fn dns_provider(
+    resources: &Resources,
+    workload: &Workload<'_>,
+    container: &Container,
+    provider: &serde_json::Value,
+    connection_port: i64,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let names = provider["names"].as_array().cloned().unwrap_or_default();
+    if names.is_empty() {
+        problems.push("peer_provider.names is empty".into());
+    }
+    for name in names.iter().filter_map(serde_json::Value::as_str) {
+        let service = match dns_service(resources, workload, name) {
+            Ok(service) => service,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
             }
-            continue;
         };
-        match agents::probe_port(probe) {
-            Err(error) => problem(format!("{name}: {error}")),
-            Ok(port) => match agents::resolve_port(container, &port) {
-                None => problem(format!(
-                    "{name} probes {port:?}, which is not a port of the container"
-                )),
-                Some(number) if !listeners.values().any(|l| *l == i64::from(number)) => problem(
-                    format!("{name} probes port {number}, where c19 does not listen"),
-                ),
-                Some(_) => {}
-            },
+        let spec = service.spec.clone().unwrap_or_default();
+        if spec.cluster_ip.as_deref() != Some("None") {
+            problems.push(format!(
+                "Service {name} is not headless (clusterIP: None): DNS would give its virtual IP, not the agents"
+            ));
+        }
+        if spec.publish_not_ready_addresses != Some(true) {
+            problems.push(format!(
+                "Service {name} lacks publishNotReadyAddresses: true: agents turn ready only after \
+                 their first sync, so they must find each other before"
+            ));
+        }
+        if !traffic::service_targets(service, container)
+            .into_iter()
+            .any(|port| i64::from(port) == connection_port)
+        {
+            problems.push(format!(
+                "Service {name} does not target the peer port {connection_port}"
+            ));
+        }
+        let selector = spec.selector.unwrap_or_default();
+        let labels = workload.labels();
+        if selector.is_empty()
+            || selector
+                .iter()
+                .any(|(key, value)| labels.get(key) != Some(value))
+        {
+            problems.push(format!(
+                "Service {name} does not select {}",
+                workload.describe()
+            ));
         }
     }
-
-    problems.extend(hygiene(workload, container, config, image));
+    let var = container
+        .env
+        .iter()
+        .flatten()
+        .find(|var| var.name == "POD_IP");
+    let source = var
+        .and_then(|var| var.value_from.as_ref())
+        .and_then(|from| from.field_ref.as_ref());
+    if source.map(|field_ref| field_ref.field_path.as_str()) != Some("status.podIP") {
+        problems.push(
+            "env POD_IP must come from the downward API fieldRef status.podIP: the Dns provider \
+             leaves that address out"
+                .into(),
+        );
+    }
+    if workload.pod().automount_service_account_token != Some(false) {
+        problems.push(
+            "mounts a ServiceAccount token, which the Dns provider does not need \
+             (automountServiceAccountToken: false)"
+                .into(),
+        );
+    }
     problems
 }
 

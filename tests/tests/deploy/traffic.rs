@@ -32,7 +32,7 @@ fn serves(service: &Service, workload: &Workload<'_>) -> bool {
 }
 
 /// The container ports a Service sends traffic to in `container`.
-fn service_targets(service: &Service, container: &Container) -> Vec<i32> {
+pub fn service_targets(service: &Service, container: &Container) -> Vec<i32> {
     let ports = service.spec.as_ref().and_then(|spec| spec.ports.as_ref());
     ports
         .into_iter()
