@@ -11,6 +11,8 @@ use c19_agent_http as _;
 use c19_connection_default as _;
 #[cfg(feature = "data-seeder-file")]
 use c19_data_seeder_file as _;
+#[cfg(feature = "peer-provider-dns")]
+use c19_peer_provider_dns as _;
 #[cfg(feature = "peer-provider-k8s")]
 use c19_peer_provider_k8s as _;
 #[cfg(feature = "peer-provider-static")]

@@ -105,7 +105,7 @@ fn kinds_lists_every_layer_of_the_default_build() {
     assert!(out.status.success());
     assert_eq!(
         text(&out.stdout),
-        "agent: Default\nstate: Default\nconnection: Default\npeer_provider: K8s, Static\ndata_seeder: File\n"
+        "agent: Default\nstate: Default\nconnection: Default\npeer_provider: Dns, K8s, Static\ndata_seeder: File\n"
     );
 }
 
