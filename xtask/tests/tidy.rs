@@ -206,3 +206,121 @@ fn source_files_stay_focused() {
         );
     }
 }
+
+/// The crate-level modules that the code of module `module` (its file and its
+/// sub-modules, tests left out) names through `crate::`.
+fn crate_references(code: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let lines: Vec<&str> = code
+        .lines()
+        .map(str::trim_start)
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .filter(|line| !line.starts_with("//"))
+        .collect();
+    let text = lines.join("\n");
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("crate::") {
+        let preceded_by_ident = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$');
+        rest = &rest[at + "crate::".len()..];
+        if preceded_by_ident {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            // `crate::{a::b, c}`: the first segment of each top-level item.
+            let mut depth = 0;
+            let mut item_start = true;
+            let mut name = String::new();
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && (c.is_alphanumeric() || c == '_') => name.push(c),
+                    _ => {
+                        if item_start && !name.is_empty() {
+                            names.push(std::mem::take(&mut name));
+                            item_start = false;
+                        }
+                    }
+                }
+            }
+            if !name.is_empty() {
+                names.push(name);
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn modules_import_each_other_without_circles() {
+    let mut circles = Vec::new();
+    let mut dirs = crate_dirs();
+    dirs.push(root().join("c19-bin"));
+    for dir in dirs {
+        let src = dir.join("src");
+        if !src.is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        // Crate-level module -> the crate-level modules it names.
+        let mut graph: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        for file in files {
+            let relative = file.strip_prefix(&src).unwrap();
+            let first = relative.components().next().unwrap();
+            let module = first
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if ["lib", "main", "tests", "bin"].contains(&module.as_str()) {
+                continue;
+            }
+            let references = crate_references(&read(&file));
+            let edges = graph.entry(module.clone()).or_default();
+            edges.extend(references.into_iter().filter(|name| *name != module));
+        }
+        let modules: Vec<String> = graph.keys().cloned().collect();
+        for start in &modules {
+            // A path back to `start` through modules that sort after it reports each
+            // circle once, from its smallest module.
+            let mut stack = vec![(start.clone(), vec![start.clone()])];
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some((module, path)) = stack.pop() {
+                for next in graph.get(&module).into_iter().flatten() {
+                    if next == start {
+                        circles.push(format!(
+                            "{}: {} -> {start}",
+                            dir.file_name().unwrap().to_string_lossy(),
+                            path.join(" -> ")
+                        ));
+                    } else if next > start && graph.contains_key(next) && seen.insert(next.clone())
+                    {
+                        let mut longer = path.clone();
+                        longer.push(next.clone());
+                        stack.push((next.clone(), longer));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "modules that import each other (move what both need into a third module):\n{}",
+        circles.join("\n")
+    );
+}

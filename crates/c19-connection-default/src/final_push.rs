@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{config::MAX_BACKOFF, gossip::Gossip, publisher::publish_to};
+use crate::{config::MAX_BACKOFF, gossip::Gossip, push::publish_to};
 
 /// The pause after a final push no peer took; it doubles up to [`LAST_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(50);

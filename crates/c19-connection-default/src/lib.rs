@@ -94,6 +94,7 @@ mod gossip;
 mod identity;
 mod peers;
 mod publisher;
+mod push;
 mod receiver;
 mod report;
 mod server;

@@ -1,11 +1,7 @@
 //! The errors of the core crate.
 
-use std::error::Error as StdError;
-
+pub use crate::BoxError;
 use crate::{config::ConfigError, peer::PeerError, seeder::SeedError, state::StateError};
-
-/// A boxed error, for failures specific to one layer implementation.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Result with the core [`Error`] as default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

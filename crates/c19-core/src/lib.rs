@@ -56,6 +56,10 @@ pub use state::{
     StateValue, SyncSession,
 };
 
+/// A boxed error, for failures specific to one layer implementation. (Here rather than
+/// in [`error`], which names the errors of the layer modules that use it.)
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Re-exports that layer implementations need to register themselves, so they use the
 /// same versions as the core.
 pub mod reexports {

@@ -10,7 +10,7 @@ use std::{
 use futures::future::BoxFuture;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{error::BoxError, layer::LayerContext};
+use crate::{BoxError, layer::LayerContext};
 
 /// Why a peer provider failed, or a peer address was refused.
 #[derive(Debug, thiserror::Error)]

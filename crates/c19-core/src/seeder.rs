@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::{error::BoxError, layer::LayerContext};
+use crate::{BoxError, layer::LayerContext};
 
 /// Why a data seeder could not load its data.
 #[derive(Debug, thiserror::Error)]

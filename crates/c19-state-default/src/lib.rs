@@ -110,6 +110,7 @@ mod config;
 pub mod error;
 mod exchange;
 mod incoming;
+mod message;
 mod observe;
 mod pace;
 pub mod persist;
@@ -117,6 +118,7 @@ mod record;
 mod slot;
 mod state;
 mod store;
+mod sync_meta;
 
 pub use error::{EntryProblem, Error, MAX_KEY_LEN, Result};
 pub use observe::DEFAULT_WATCH_BUFFER;

@@ -12,7 +12,7 @@ use c19_core::{Change, Changes};
 use metrics::{Counter, Gauge, counter, gauge};
 use tokio::sync::broadcast;
 
-use crate::{record::Record, store::change_of};
+use crate::record::{Record, change_of};
 
 /// The default `watch_buffer`: changes a subscriber may fall behind.
 pub const DEFAULT_WATCH_BUFFER: usize = 1024;

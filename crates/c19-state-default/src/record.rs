@@ -221,6 +221,16 @@ fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
+
+/// The change that stored `record`.
+pub(crate) fn change_of(record: &Record) -> c19_core::Change {
+    c19_core::Change {
+        seq: record.seq(),
+        key: Bytes::copy_from_slice(record.key()),
+        entry: record.entry_bytes(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;

@@ -40,7 +40,7 @@ pub struct DefaultState {
     /// Whether the data is kept on disk (seeding then fills only missing keys).
     pub(crate) persistent: bool,
     /// The data.
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Store>,
 }
 
 impl Default for DefaultState {
@@ -64,7 +64,16 @@ impl DefaultState {
             tombstone_ttl: config.tombstone_ttl,
             max_clock_skew: config.max_clock_skew,
             persistent: config.persistence.is_some(),
-            store: Store::new(Observers::new(config.watch_buffer.get())),
+            store: Arc::new(Store::new(Observers::new(config.watch_buffer.get()))),
+        }
+    }
+
+    /// What an exchange on this state needs of it.
+    fn host(&self) -> exchange::Host {
+        exchange::Host {
+            store: self.store.clone(),
+            ttl: self.ttl,
+            tombstone_ttl: self.tombstone_ttl,
         }
     }
 
@@ -384,10 +393,10 @@ impl State for DefaultState {
     }
 
     fn sync_open(self: Arc<Self>, max_bytes: usize) -> Result<Box<dyn SyncSession>, StateError> {
-        Ok(Box::new(exchange::Session::new(self, max_bytes)))
+        Ok(Box::new(exchange::Session::new(self.host(), max_bytes)))
     }
 
     fn sync_answer(&self, request: &[u8], max_bytes: usize) -> Result<Bytes, StateError> {
-        exchange::answer(self, request, max_bytes)
+        exchange::answer(&self.host(), request, max_bytes)
     }
 }

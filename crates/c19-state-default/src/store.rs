@@ -36,8 +36,8 @@ use c19_core::{Applied, Diff, Points};
 use imbl::{OrdMap, OrdSet};
 
 use crate::{
+    sync_meta::SyncMeta,
     buckets::BucketHashes,
-    exchange::meta::SyncMeta,
     incoming::Incoming,
     observe::Observers,
     pace::Pacer,
@@ -51,7 +51,6 @@ mod repair;
 
 pub(crate) use repair::{by_key, dead_on_arrival, fill};
 
-pub(crate) use reading::change_of;
 
 /// One consistent view of the data.
 #[derive(Clone, Default)]

@@ -9,7 +9,8 @@ use serde_json::json;
 use super::{Recorder, config, gossip, mem_state::MemState, start_server, start_server_at};
 use crate::{
     client::PeerClient,
-    publisher::{PUSH_ROUNDS, Publisher, publish},
+    publisher::{PUSH_ROUNDS, Publisher},
+    push::publish,
     receiver::pull,
 };
 

@@ -4,29 +4,38 @@
 //! The caller's side is a [`Session`]; the callee answers each request with [`answer`]
 //! and keeps nothing between requests.
 
-pub(crate) mod message;
-pub(crate) mod meta;
 mod session;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use c19_core::StateError;
+use c19_core::{StateError, clock::now_ms};
 
 pub(crate) use self::session::Session;
-use self::{
-    message::{Answer, BucketSet, FORMAT, Meta, Request, decode_request, encode},
-    meta::SyncMeta,
-};
 use crate::{
     incoming::{Incoming, parse_batch},
-    state::{DefaultState, now_ms},
+    message::{Answer, BucketSet, FORMAT, Meta, Request, decode_request, encode},
+    store::Store,
+    sync_meta::SyncMeta,
 };
+
+/// What an exchange needs of the state it runs on: its store and settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Host {
+    /// The data.
+    pub store: Arc<Store>,
+    /// The default time to live (ms) of values written without one.
+    pub ttl: Option<u64>,
+    /// How long (ms after its `ts`) a tombstone is kept.
+    pub tombstone_ttl: u64,
+}
 
 /// Bytes kept free in a page for its header (the bucket ranges are counted apart).
 const HEADER_RESERVE: usize = 256;
 
 /// Answers one request of a peer's exchange; an empty answer means nothing to say.
 pub(crate) fn answer(
-    state: &DefaultState,
+    state: &Host,
     request: &[u8],
     max_bytes: usize,
 ) -> Result<Bytes, StateError> {
@@ -83,7 +92,7 @@ pub(crate) fn answer(
 
 /// A page of this state's entries in `buckets` from key hash `from`, in about `max`
 /// bytes.
-fn page(state: &DefaultState, buckets: BucketSet, from: u64, max: usize, now: u64) -> Bytes {
+fn page(state: &Host, buckets: BucketSet, from: u64, max: usize, now: u64) -> Bytes {
     let reserve = HEADER_RESERVE + 16 * buckets.ranges().count();
     let page = state.store.page(
         &buckets,
@@ -102,7 +111,7 @@ fn page(state: &DefaultState, buckets: BucketSet, from: u64, max: usize, now: u6
 }
 
 /// Reads the entries of a message; every one must carry its `ts`, as stored entries do.
-fn parse_entries(state: &DefaultState, entries: &[u8]) -> Result<Vec<Incoming>, StateError> {
+fn parse_entries(state: &Host, entries: &[u8]) -> Result<Vec<Incoming>, StateError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
@@ -120,7 +129,7 @@ fn parse_entries(state: &DefaultState, entries: &[u8]) -> Result<Vec<Incoming>, 
 /// touch since before the peer's horizon, it may hold values whose tombstones it never
 /// saw and the peer has forgotten: it drops everything at or below that horizon, which
 /// the exchange then brings back from the peer where the peer still holds it.
-fn heed(state: &DefaultState, peer: Meta) {
+fn heed(state: &Host, peer: Meta) {
     let sync = state.store.sync_meta();
     let mine = sync.meta();
     if SyncMeta::is_behind(mine.last_sync, peer.horizon) {

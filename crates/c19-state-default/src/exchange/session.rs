@@ -8,19 +8,15 @@
 //! until the buckets are exhausted. An empty caller gets pages of everything at once;
 //! an empty callee gets everything given.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use c19_core::{Applied, Points, StateError, SyncSession};
 
-use super::{
-    FORMAT, heed,
-    message::{Answer, BucketSet, Meta, Request, decode_answer, encode},
-    parse_entries,
-};
+use c19_core::clock::now_ms;
+
+use super::{FORMAT, Host, heed, parse_entries};
 use crate::{
+    message::{Answer, BucketSet, Meta, Request, decode_answer, encode},
     record::Record,
-    state::{DefaultState, now_ms},
     store::{by_key, fill},
 };
 
@@ -49,7 +45,7 @@ enum Next {
 
 /// The caller's side of one exchange with a peer.
 pub(crate) struct Session {
-    state: Arc<DefaultState>,
+    state: Host,
     max: usize,
     /// When the exchange started (ms).
     started: u64,
@@ -65,7 +61,7 @@ pub(crate) struct Session {
 
 impl Session {
     /// A session of `state` whose messages stay within about `max` bytes.
-    pub fn new(state: Arc<DefaultState>, max: usize) -> Self {
+    pub fn new(state: Host, max: usize) -> Self {
         Self {
             state,
             max,

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use c19_core::{Change, Changes};
 
 use super::{Batch, Store};
-use crate::record::Record;
+use crate::record::{Record, change_of};
 
 impl Store {
     /// A feed of every change from now on.
@@ -74,14 +74,6 @@ impl Store {
     }
 }
 
-/// The change that stored `record`.
-pub(crate) fn change_of(record: &Record) -> Change {
-    Change {
-        seq: record.seq(),
-        key: Bytes::copy_from_slice(record.key()),
-        entry: record.entry_bytes(),
-    }
-}
 
 #[cfg(test)]
 mod tests {

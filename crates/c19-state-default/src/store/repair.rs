@@ -10,13 +10,11 @@ use c19_core::{Applied, Change};
 use super::{Batch, Snapshot, Store};
 use crate::{
     buckets::{GROUPS, PER_GROUP, hash_range},
-    exchange::{
-        message::{BucketSet, GroupDigest},
-        meta::SyncMeta,
-    },
+    message::{BucketSet, GroupDigest},
     incoming::Incoming,
     record::Record,
     slot::{HashEdge, Slot},
+    sync_meta::SyncMeta,
 };
 
 /// The first level of a store's digest.

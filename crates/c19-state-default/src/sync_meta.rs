@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::message::Meta;
+use crate::message::Meta;
 
 /// The exchange bookkeeping of one store. Both values only ever grow.
 #[derive(Debug, Default)]
