@@ -52,7 +52,7 @@ const QUARTERS: u32 = 4;
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Told why a TLS connection was refused, to count it.
-pub type OnRefused = Arc<dyn Fn(Reason) + Send + Sync>;
+type OnRefused = Arc<dyn Fn(Reason) + Send + Sync>;
 
 /// Accepts connections while fewer than the limit are open.
 #[derive(Debug)]
@@ -130,8 +130,9 @@ impl LimitedListener {
         self
     }
 
-    /// With TLS, how long a TLS connection may go without reading anything (default:
-    /// the idle timeout); the write side keeps the idle timeout.
+    /// After [`LimitedListener::with_tls`]: how long a TLS connection may go without
+    /// reading anything (default: the idle timeout); the write side keeps the idle
+    /// timeout, and plaintext connections the idle timeout on both sides.
     pub fn tls_idle_timeout(mut self, timeout: Duration) -> Self {
         if let Some(tls) = &mut self.tls {
             tls.idle_timeout = timeout;

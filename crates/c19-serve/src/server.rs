@@ -30,7 +30,8 @@ use tower_service::Service;
 
 use crate::listener::{Connection, LimitedListener};
 
-/// Serves HTTP/1.1 on a listener; see the [module docs](self).
+/// Serves HTTP/1.1 on a listener: connections from a [`LimitedListener`], each served by
+/// hyper on its own task; on shutdown, open connections finish their request and close.
 #[derive(Debug)]
 pub struct Server {
     listener: LimitedListener,
@@ -107,7 +108,7 @@ impl Server {
         self
     }
 
-    /// With [`Server::tls`]: how long a TLS connection may go without reading anything,
+    /// After [`Server::tls`]: how long a TLS connection may go without reading anything,
     /// and has to send its headers (a new one costs a handshake, so it may stay open
     /// longer). Plaintext connections keep the other timeouts.
     pub fn tls_keep_alive(mut self, keep_alive: Duration) -> Self {
