@@ -9,6 +9,7 @@ use crate::util::{cargo, output, root, run as step};
 pub const PUBLISHED: &[&str] = &[
     "c19-core",
     "c19-tls",
+    "c19-serve",
     "c19-state-default",
     "c19-connection-default",
     "c19-agent-http",

@@ -16,7 +16,10 @@ use serde_with::{DisplayFromStr, PickFirst, serde_as};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::AuthConfig, listener::LimitedListener, routes::app, service::PerConnection, tls::AgentTls,
+    auth::AuthConfig,
+    routes::app,
+    service::ConnectionService,
+    tls::{AgentTls, count_refusals},
 };
 
 /// The configuration of the `Default` agent (`kind: Default`): the HTTP API on
@@ -114,15 +117,17 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), LayerError> {
     let idle_timeout = Duration::from_millis(config.idle_timeout.get());
-    let mut listener = LimitedListener::new(listener, config.max_connections.get(), idle_timeout);
+    let mut server = c19_serve::Server::new(listener, config.max_connections.get(), idle_timeout)
+        .label("an agent connection", "agent connections");
     if let Some(tls) = &config.tls {
-        listener = listener.with_tls(tls.acceptor(idle_timeout, &shutdown)?);
+        server = server.tls(tls.acceptor(idle_timeout, &shutdown)?, count_refusals());
     }
-    let app = PerConnection(app(state, config, shutdown.clone())?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(LayerError::Io)
+    let app = app(state, config, shutdown.clone())?;
+    let per_connection = move |connection: &c19_serve::Connection| {
+        ConnectionService::new(app.clone(), connection.control().clone())
+    };
+    server.serve(per_connection, shutdown).await;
+    Ok(())
 }
 
 #[typetag::serde(name = "Default")]

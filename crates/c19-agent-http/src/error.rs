@@ -7,6 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use c19_core::StateError;
+use c19_serve::{Side, StateKind};
 
 use crate::auth::Refusal;
 
@@ -89,6 +90,8 @@ fn challenge(refusal: Refusal) -> &'static str {
     }
 }
 
+/// Each kind of [`StateError`] becomes the variant whose status is the agent's in
+/// [`StateKind::status`]; a seeder's failure is internal (500 there too).
 impl From<StateError> for Error {
     fn from(error: StateError) -> Self {
         match error {
@@ -105,15 +108,15 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::KeyNotUtf8 | Self::BodyRead(_) | Self::Refused(_) | Self::BadQuery(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::KeyNotUtf8 | Self::BodyRead(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
+            // What the state refused: the one table of both servers says how.
+            Self::Refused(_) => StateKind::Invalid.status(Side::Agent),
+            Self::Unsupported(_) => StateKind::Unsupported.status(Side::Agent),
+            Self::Storage(_) => StateKind::Storage.status(Side::Agent),
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Storage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Unauthorized(Refusal::ReadOnly) => StatusCode::FORBIDDEN,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         }

@@ -18,9 +18,9 @@ use axum::{
     http::{HeaderValue, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use c19_core::{LayerError, SafeState, Shutdown};
-use http_body_util::{BodyExt, Collected, LengthLimitError, Limited};
+use c19_serve::{Error as BodyError, Received};
 use percent_encoding::percent_decode_str;
 use tokio::sync::Semaphore;
 
@@ -167,11 +167,7 @@ async fn put(app: &App, request: Request) -> Result<Response> {
             allow: "GET, HEAD, DELETE",
         });
     }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > app.body_limit as u64) {
+    if c19_serve::body::declared_too_large(request.headers(), app.body_limit) {
         return Err(Error::TooLarge {
             limit: app.body_limit,
         });
@@ -181,18 +177,16 @@ async fn put(app: &App, request: Request) -> Result<Response> {
         .acquire()
         .await
         .map_err(|error| Error::Internal(error.to_string()))?;
-    let mut body = read_body(app, request.into_body()).await?.aggregate();
-    let length = body.remaining();
+    let body = read_body(app, request.into_body()).await?;
+    let length = body.len();
     // A large batch is applied on the blocking pool, without taking a turn: it parks no
     // worker, and small writes wait for the state either way. Its chunks are joined
     // there too: copying megabytes would stall this worker's other requests.
     let applied = if length <= INLINE_SET_BYTES {
-        app.writes
-            .set(&app.state, body.copy_to_bytes(length))
-            .await?
+        app.writes.set(&app.state, body.join()).await?
     } else {
         let state = app.state.clone();
-        tokio::task::spawn_blocking(move || state.set_local(&body.copy_to_bytes(length)))
+        tokio::task::spawn_blocking(move || state.set_local(&body.join()))
             .await
             .map_err(|error| Error::Internal(error.to_string()))??
     };
@@ -204,38 +198,21 @@ async fn put(app: &App, request: Request) -> Result<Response> {
 
 /// The whole body, in the chunks it arrived in; refused past `body_limit` bytes or
 /// `body_timeout`.
-async fn read_body(app: &App, body: Body) -> Result<Collected<Bytes>> {
-    let collected = tokio::time::timeout(
-        app.body_timeout,
-        Limited::new(body, app.body_limit).collect(),
-    )
-    .await
-    .map_err(|_| Error::BodyTimeout {
+async fn read_body(app: &App, body: Body) -> Result<Received> {
+    let timed_out = || Error::BodyTimeout {
         millis: app.body_timeout.as_millis(),
-    })?;
-    match collected {
-        Ok(collected) => Ok(collected),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Error::TooLarge {
-            limit: app.body_limit,
-        }),
-        // The connection's idle timeout fired while waiting for the rest of the body.
-        Err(error) if timed_out(error.as_ref()) => Err(Error::BodyTimeout {
-            millis: app.body_timeout.as_millis(),
-        }),
-        Err(error) => Err(Error::BodyRead(error.to_string())),
-    }
-}
-
-/// Whether `error` comes from an I/O timeout.
-fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::TimedOut;
-        }
-        cause = error.source();
-    }
-    false
+    };
+    c19_serve::body::read(body, app.body_limit, app.body_timeout)
+        .await
+        .map_err(|error| match error {
+            BodyError::TooLarge { .. } => Error::TooLarge {
+                limit: app.body_limit,
+            },
+            BodyError::TimedOut { .. } => timed_out(),
+            // The connection's idle timeout fired while waiting for the rest of the body.
+            error if error.is_connection_timeout() => timed_out(),
+            BodyError::Failed { source, .. } => Error::BodyRead(source.to_string()),
+        })
 }
 
 async fn delete(app: &App, uri: &Uri) -> Result<Response> {

@@ -7,46 +7,22 @@
 
 use std::{
     convert::Infallible,
-    future::{Ready, ready},
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
 };
 
-use axum::{extract::Request, response::Response, serve::IncomingStream};
+use axum::{extract::Request, response::Response};
+use c19_serve::StreamControl;
 use futures::future::BoxFuture;
 use tower_service::Service;
 
-use crate::{
-    listener::{LimitedListener, StreamControl},
-    routes::{App, answer},
-};
+use crate::routes::{App, answer};
 
 /// Marks a response that starts a long-lived stream (a watch): the connection serving
 /// it is then exempt from the read side of the idle timeout.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Streaming;
-
-/// Makes, for each accepted connection, a [`ConnectionService`].
-#[derive(Debug, Clone)]
-pub(crate) struct PerConnection(pub Arc<App>);
-
-impl Service<IncomingStream<'_, LimitedListener>> for PerConnection {
-    type Response = ConnectionService;
-    type Error = Infallible;
-    type Future = Ready<Result<ConnectionService, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, incoming: IncomingStream<'_, LimitedListener>) -> Self::Future {
-        ready(Ok(ConnectionService {
-            app: self.0.clone(),
-            control: incoming.io().control.clone(),
-        }))
-    }
-}
 
 /// Answers one connection's requests; a response marked [`Streaming`] marks the
 /// connection. (Handing each request the connection's handle as an extension, as
@@ -55,6 +31,13 @@ impl Service<IncomingStream<'_, LimitedListener>> for PerConnection {
 pub(crate) struct ConnectionService {
     app: Arc<App>,
     control: StreamControl,
+}
+
+impl ConnectionService {
+    /// Answers the requests of the connection `control` is the handle of.
+    pub(crate) fn new(app: Arc<App>, control: StreamControl) -> Self {
+        Self { app, control }
+    }
 }
 
 impl Service<Request> for ConnectionService {

@@ -8,7 +8,7 @@
 use std::{num::NonZeroU64, path::PathBuf, sync::Arc, time::Duration};
 
 use c19_core::{LayerError, Shutdown};
-use c19_tls::{Acceptor, Identity, Mode, TlsFiles};
+use c19_tls::{Acceptor, Identity, Mode, Reason, TlsFiles};
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
@@ -66,5 +66,20 @@ impl AgentTls {
                 .await
         });
         Ok(Arc::new(Acceptor::new(config, Mode::Strict, timeout)))
+    }
+}
+
+/// Counts a connection the agent port's TLS refused in `c19_agent_refused_total{reason}`
+/// (exported at zero from the start, so dashboards and alerts see every reason).
+pub(crate) fn count_refusals() -> impl Fn(Reason) + Send + Sync + 'static {
+    metrics::describe_counter!(
+        "c19_agent_refused_total",
+        "Connections to the agent API refused by its TLS, by reason (plaintext, no_certificate, unknown_ca, expired_certificate, wrong_name, handshake, handshake_timeout)"
+    );
+    for reason in Reason::ALL {
+        metrics::counter!("c19_agent_refused_total", "reason" => reason.as_str()).increment(0);
+    }
+    |reason: Reason| {
+        metrics::counter!("c19_agent_refused_total", "reason" => reason.as_str()).increment(1);
     }
 }

@@ -20,14 +20,13 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{Path, Request, State, rejection::PathRejection},
-    http::{HeaderMap, HeaderName, StatusCode, header::CONTENT_LENGTH},
+    http::{HeaderMap, HeaderName, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use bytes::{Bytes, BytesMut};
-use c19_core::{SafeState, StateError};
-use futures::StreamExt;
+use c19_core::SafeState;
+use c19_serve::{Error as BodyError, Received, Side};
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::{
@@ -224,41 +223,11 @@ async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: 
         Err(refusal) => {
             server.stats.refused(length);
             tracing::debug!("refused a push: {refusal}");
-            let status = match refusal {
-                StateError::Invalid(_) => StatusCode::BAD_REQUEST,
-                StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-                StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                StateError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            error(status, refusal.to_string())
+            error(
+                c19_serve::status::of(&refusal, Side::Peer),
+                refusal.to_string(),
+            )
         }
-    }
-}
-
-/// A request body as read, in the chunks it arrived in. Joining them copies the whole
-/// body, which for a push of megabytes stalls an async worker (and the requests queued
-/// on it) for milliseconds: large bodies are joined on the blocking pool.
-pub(crate) struct Received {
-    chunks: Vec<Bytes>,
-    len: usize,
-}
-
-impl Received {
-    /// How many bytes were received.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// The body in one buffer: free for a body that came in one chunk, a copy otherwise.
-    pub fn join(mut self) -> Bytes {
-        if self.chunks.len() == 1 {
-            return self.chunks.pop().unwrap_or_default();
-        }
-        let mut joined = BytesMut::with_capacity(self.len);
-        for chunk in &self.chunks {
-            joined.extend_from_slice(chunk);
-        }
-        joined.freeze()
     }
 }
 
@@ -275,46 +244,23 @@ async fn read_body(
             format!("the body exceeds the limit of {limit} bytes (`body_limit`)"),
         )
     };
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| usize::try_from(length).map_or(true, |length| length > limit))
-    {
+    if c19_serve::body::declared_too_large(headers, limit) {
         return Err((0, too_large()));
     }
-    let mut read = Received {
-        chunks: Vec::new(),
-        len: 0,
-    };
-    let mut stream = body.into_data_stream();
-    let reading = async {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|failure| {
-                error(
+    c19_serve::body::read(body, limit, server.body_timeout)
+        .await
+        .map_err(|failure| {
+            let response = match &failure {
+                BodyError::TooLarge { .. } => too_large(),
+                BodyError::TimedOut { timeout, .. } => error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the body did not arrive within {timeout:?}"),
+                ),
+                BodyError::Failed { source, .. } => error(
                     StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {failure}"),
-                )
-            })?;
-            if read.len.saturating_add(chunk.len()) > limit {
-                return Err(too_large());
-            }
-            read.len += chunk.len();
-            if !chunk.is_empty() {
-                read.chunks.push(chunk);
-            }
-        }
-        Ok(())
-    };
-    match tokio::time::timeout(server.body_timeout, reading).await {
-        Ok(Ok(())) => Ok(read),
-        Ok(Err(response)) => Err((read.len, response)),
-        Err(_) => Err((
-            read.len,
-            error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("the body did not arrive within {:?}", server.body_timeout),
-            ),
-        )),
-    }
+                    format!("cannot read the body: {source}"),
+                ),
+            };
+            (failure.read(), response)
+        })
 }

@@ -19,7 +19,9 @@ use axum::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{PeerServer, Received, error};
+use c19_serve::Received;
+
+use super::{PeerServer, error};
 
 /// The backlog counts bytes in units of this many.
 const UNIT: usize = 1024;

@@ -19,7 +19,7 @@ use axum::{
     },
     response::{IntoResponse, Response},
 };
-use c19_core::StateError;
+use c19_serve::Side;
 
 use super::{PeerServer, error, read_body};
 use crate::{
@@ -64,12 +64,7 @@ pub(crate) async fn exchange(
             codec::decode(decoding, raw.join(), limit).map_err(|problem| decode_error(&problem))?;
         let answer = state.sync_answer(&message, max).map_err(|refusal| {
             tracing::debug!("refused an exchange message: {refusal}");
-            let status = match refusal {
-                StateError::Invalid(_) => StatusCode::BAD_REQUEST,
-                StateError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-                StateError::Seed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                StateError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
-            };
+            let status = c19_serve::status::of(&refusal, Side::Peer);
             (status, refusal.to_string())
         });
         drop(turn);
