@@ -1,0 +1,24 @@
+//! Test support for c19 and for third-party c19 layers.
+//!
+//! - [`harness`], [`proxy`], [`pki`]: agents as real processes on loopback ports (any
+//!   c19 binary, yours included), links between them that can be cut and healed, and
+//!   certificates made at test time.
+//! - [`sse`]: a reader of `text/event-stream` answers (an agent's watch).
+//! - [`fixtures`]: the 0.1 configuration files the tests use.
+//! - [`wait_until`]: polling instead of sleeping.
+//!
+//! Everything here is test support: it panics, with a message that says what went
+//! wrong, where a test should fail.
+
+// Test support: a failed assertion, an unwritable temporary file or a port that cannot
+// be bound is a failed test, so panicking (with a message) is this crate's job.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod fixtures;
+pub mod harness;
+pub mod pki;
+pub mod proxy;
+pub mod sse;
+
+pub use harness::{Cluster, ClusterBuilder, Node, free_port, http, wait_until};
+pub use sse::{SseEvent, SseStream};
