@@ -1,5 +1,9 @@
 //! Test support for c19 and for third-party c19 layers.
 //!
+//! - [`MemState`]: a small, deliberately simple in-memory [`State`](c19_core::State)
+//!   in the `Default` format ([`c19_core::entry`]), to test a connection or an agent
+//!   layer without the Default state; [`MemStateConfig`] selects it in YAML
+//!   (`kind: Mem`).
 //! - [`harness`], [`proxy`], [`pki`]: agents as real processes on loopback ports (any
 //!   c19 binary, yours included), links between them that can be cut and healed, and
 //!   certificates made at test time.
@@ -16,9 +20,11 @@
 
 pub mod fixtures;
 pub mod harness;
+pub mod mem_state;
 pub mod pki;
 pub mod proxy;
 pub mod sse;
 
 pub use harness::{Cluster, ClusterBuilder, Node, free_port, http, wait_until};
+pub use mem_state::{MemState, MemStateConfig};
 pub use sse::{SseEvent, SseStream};
