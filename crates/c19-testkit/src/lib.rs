@@ -4,12 +4,25 @@
 //!   in the `Default` format ([`c19_core::entry`]), to test a connection or an agent
 //!   layer without the Default state; [`MemStateConfig`] selects it in YAML
 //!   (`kind: Mem`).
+//! - [`conformance`]: suites that check a state or a peer provider against the rules of
+//!   `c19-core`, which a layer crate runs from its own tests.
 //! - [`harness`], [`proxy`], [`pki`]: agents as real processes on loopback ports (any
 //!   c19 binary, yours included), links between them that can be cut and healed, and
 //!   certificates made at test time.
 //! - [`sse`]: a reader of `text/event-stream` answers (an agent's watch).
 //! - [`fixtures`]: the 0.1 configuration files the tests use.
 //! - [`wait_until`]: polling instead of sleeping.
+//!
+//! ```no_run
+//! # async fn example() {
+//! // In a layer crate's tests/conformance.rs:
+//! c19_testkit::conformance::state::run(|| async {
+//!     let (_, state) = c19_testkit::MemState::shared();
+//!     state
+//! })
+//! .await;
+//! # }
+//! ```
 //!
 //! Everything here is test support: it panics, with a message that says what went
 //! wrong, where a test should fail.
@@ -18,6 +31,7 @@
 // be bound is a failed test, so panicking (with a message) is this crate's job.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod conformance;
 pub mod fixtures;
 pub mod harness;
 pub mod mem_state;
