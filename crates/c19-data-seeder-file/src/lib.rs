@@ -16,20 +16,40 @@
 use std::path::PathBuf;
 
 use c19_core::{
-    DataSeeder, SeedError,
+    DataSeeder, DataSeederConfig, LayerContext, SeedError,
     reexports::{bytes::Bytes, futures::future::BoxFuture},
 };
 use serde::{Deserialize, Serialize};
 
-/// Loads the initial data from a file.
+/// The configuration of the `File` seeder: which file to load.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileDataSeeder {
+pub struct FileDataSeederConfig {
     /// The file to load.
     pub filename: PathBuf,
 }
 
 #[typetag::serde(name = "File")]
+impl DataSeederConfig for FileDataSeederConfig {
+    fn build<'a>(
+        &'a self,
+        _cx: &'a LayerContext,
+    ) -> BoxFuture<'a, Result<Box<dyn DataSeeder>, SeedError>> {
+        Box::pin(async move {
+            Ok(Box::new(FileDataSeeder {
+                filename: self.filename.clone(),
+            }) as Box<dyn DataSeeder>)
+        })
+    }
+}
+
+/// Loads the initial data from a file.
+#[derive(Debug, Clone)]
+pub struct FileDataSeeder {
+    /// The file to load.
+    pub filename: PathBuf,
+}
+
 impl DataSeeder for FileDataSeeder {
     fn load(&self) -> BoxFuture<'_, Result<Bytes, SeedError>> {
         Box::pin(async move {

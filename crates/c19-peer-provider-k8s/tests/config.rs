@@ -2,11 +2,11 @@
 //! the errors for bad values.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use c19_core::PeerProvider;
-use c19_peer_provider_k8s::{K8sPeerProvider, Namespace, PortSpec};
+use c19_core::PeerProviderConfig;
+use c19_peer_provider_k8s::{K8sPeerProviderConfig, Namespace, PortSpec};
 use serde_json::{Value, json};
 
-fn provider(config: Value) -> Result<Box<dyn PeerProvider>, String> {
+fn provider(config: Value) -> Result<Box<dyn PeerProviderConfig>, String> {
     serde_json::from_value(config).map_err(|error| error.to_string())
 }
 
@@ -25,7 +25,7 @@ fn a_0_1_configuration_loads_with_its_defaults() {
     assert_eq!(provider.port, None);
 }
 
-fn provider_of(config: Value) -> K8sPeerProvider {
+fn provider_of(config: Value) -> K8sPeerProviderConfig {
     serde_json::from_value(config).unwrap()
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use c19_core::{PeerProvider, Shutdown};
-use c19_peer_provider_k8s::{ApiTimeouts, Identity, K8sPeerProvider};
+use c19_peer_provider_k8s::{ApiTimeouts, Identity, K8sPeerProviderConfig};
 use tokio::{net::TcpListener, sync::mpsc, time::Instant};
 
 /// Listens on a loopback port, accepts every connection and never answers; reports the
@@ -36,12 +36,13 @@ async fn a_hung_api_server_fails_the_list_within_the_read_timeout_and_it_is_retr
         read: Duration::from_millis(500),
         watch: Duration::from_secs(1),
     };
-    let provider = K8sPeerProvider::default()
+    let shutdown = Shutdown::new();
+    let provider = K8sPeerProviderConfig::default()
+        .builder()
         .with_kube_config(kube::Config::new(url.parse().unwrap()))
         .with_timeouts(timeouts)
-        .with_identity(Identity::named("self", Some("default")));
-    let shutdown = Shutdown::new();
-    provider.init(shutdown.clone()).await.unwrap();
+        .with_identity(Identity::named("self", Some("default")))
+        .start(&shutdown);
 
     let deadline = Duration::from_secs(20);
     let first = tokio::time::timeout(deadline, connections.recv())

@@ -10,16 +10,18 @@
 //! fails configuration loading with a message naming it. Host names are resolved by the
 //! connection layer each time it dials, so a peer that moves is followed.
 
+use std::sync::Arc;
+
 use c19_core::{
-    Peer, PeerError, PeerProvider, Shutdown,
+    LayerContext, Peer, PeerError, PeerProvider, PeerProviderConfig,
     reexports::futures::future::{self, BoxFuture},
 };
 use serde::{Deserialize, Serialize};
 
-/// A fixed list of peers.
+/// The configuration of the `Static` provider: a fixed list of peers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StaticPeerProvider {
+pub struct StaticPeerProviderConfig {
     /// The peers: `IP`, `IP:port`, `[IPv6]:port`, `host` or `host:port`. A peer without
     /// a port is dialled on the connection's `target_port`, else its `port`.
     #[serde(default)]
@@ -27,11 +29,26 @@ pub struct StaticPeerProvider {
 }
 
 #[typetag::serde(name = "Static")]
-impl PeerProvider for StaticPeerProvider {
-    fn init(&self, _shutdown: Shutdown) -> BoxFuture<'_, Result<(), PeerError>> {
-        Box::pin(future::ready(Ok(())))
+impl PeerProviderConfig for StaticPeerProviderConfig {
+    fn build<'a>(
+        &'a self,
+        _cx: &'a LayerContext,
+    ) -> BoxFuture<'a, Result<Arc<dyn PeerProvider>, PeerError>> {
+        let provider = StaticPeerProvider {
+            peers: self.peers.clone(),
+        };
+        Box::pin(future::ready(Ok(Arc::new(provider) as Arc<dyn PeerProvider>)))
     }
+}
 
+/// A fixed list of peers.
+#[derive(Debug, Clone, Default)]
+pub struct StaticPeerProvider {
+    /// The peers.
+    pub peers: Vec<Peer>,
+}
+
+impl PeerProvider for StaticPeerProvider {
     fn get(&self) -> Vec<Peer> {
         self.peers.clone()
     }
@@ -43,16 +60,19 @@ mod tests {
 
     #[test]
     fn offers_the_configured_peers() {
-        let provider: StaticPeerProvider =
+        let config: StaticPeerProviderConfig =
             serde_json::from_str(r#"{"peers": ["127.0.0.1", "[::1]:4097", "c19-0.c19.svc:4097"]}"#)
                 .unwrap();
+        let provider = StaticPeerProvider {
+            peers: config.peers,
+        };
         let peers: Vec<String> = provider.get().iter().map(ToString::to_string).collect();
         assert_eq!(peers, ["127.0.0.1", "[::1]:4097", "c19-0.c19.svc:4097"]);
     }
 
     #[test]
     fn a_malformed_entry_is_named() {
-        let error = serde_json::from_str::<StaticPeerProvider>(r#"{"peers": ["1.2.3.4:x"]}"#)
+        let error = serde_json::from_str::<StaticPeerProviderConfig>(r#"{"peers": ["1.2.3.4:x"]}"#)
             .unwrap_err()
             .to_string();
         assert!(error.contains("`1.2.3.4:x`"), "{error}");

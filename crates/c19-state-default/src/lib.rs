@@ -106,6 +106,7 @@
 //! `last_sync`, and both resynchronise when they meet a current agent.
 
 mod buckets;
+mod config;
 pub mod error;
 mod exchange;
 mod incoming;
@@ -119,4 +120,5 @@ mod store;
 
 pub use error::{EntryProblem, Error, MAX_KEY_LEN, Result};
 pub use observe::DEFAULT_WATCH_BUFFER;
-pub use state::{DEFAULT_PURGE_INTERVAL_MS, DEFAULT_TOMBSTONE_TTL_MS, DefaultState, now_ms};
+pub use config::{DEFAULT_PURGE_INTERVAL_MS, DEFAULT_TOMBSTONE_TTL_MS, DefaultStateConfig};
+pub use state::{DefaultState, now_ms};

@@ -1,113 +1,51 @@
-//! The `Default` state: its configuration and its [`State`] implementation.
+//! The live `Default` state: its [`State`] implementation, and how its configuration
+//! builds it.
 
 use std::{
-    num::{NonZeroU64, NonZeroUsize},
     sync::{Arc, Weak},
     time::Duration,
 };
 
 use bytes::Bytes;
 use c19_core::{
-    Applied, Change, Changes, DataSeeder, Diff, SafeState, SeedError, Shutdown, State, StateError,
-    StateValue, SyncSession, clock::DEFAULT_MAX_CLOCK_SKEW_MS,
-    reexports::futures::future::BoxFuture,
+    Applied, Change, Changes, DataSeeder, Diff, LayerContext, SafeState, SeedError, Shutdown,
+    State, StateConfig, StateError, StateValue, SyncSession, reexports::futures::future::BoxFuture,
 };
-use serde::{Deserialize, Serialize};
-use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
 use crate::{
+    config::DefaultStateConfig,
     error::{EntryProblem, Error},
     exchange,
     incoming::{Incoming, parse_batch},
-    observe::{DEFAULT_WATCH_BUFFER, Observers, describe_metrics},
+    observe::{Observers, describe_metrics},
     persist::{Database, Persistence, Persister},
     store::{Store, dead_on_arrival},
 };
 
-/// The default `purge_interval`: one minute.
-pub const DEFAULT_PURGE_INTERVAL_MS: u64 = 60_000;
 
-/// The default `tombstone_ttl`: one hour.
-pub const DEFAULT_TOMBSTONE_TTL_MS: u64 = 3_600_000;
-
-/// The `Default` state: an in-memory key/value store with per-key TTLs, tombstones and
-/// last-writer-wins merges.
+/// The live `Default` state: an in-memory key/value store with per-key TTLs,
+/// tombstones and last-writer-wins merges, built by [`DefaultStateConfig`].
 ///
-/// Deserialized from configuration; [`State::init`] returns a fresh live instance with
-/// the same settings. It can also be used directly (its store starts empty).
-#[serde_as]
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// It can also be used directly: [`DefaultState::default`] is an empty state with the
+/// default settings, [`DefaultState::new`] one with the settings of a configuration
+/// (without its seeder, persistence or background sweeps).
+#[derive(Debug)]
 pub struct DefaultState {
-    /// The time to live (ms) of values written without one; `None`: they never expire.
-    #[serde_as(as = "Option<PickFirst<(_, DisplayFromStr)>>")]
-    #[serde(default)]
-    pub ttl: Option<u64>,
-    /// How often (ms) expired values and old tombstones are swept.
-    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
-    #[serde(default = "default_purge_interval")]
-    pub purge_interval: NonZeroU64,
-    /// How long (ms after its `ts`) a tombstone is kept. It must outlive the time a
-    /// delete takes to reach every peer, or a peer that still holds the old value
-    /// brings it back.
-    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
-    #[serde(default = "default_tombstone_ttl")]
-    pub tombstone_ttl: u64,
-    /// How many changes a subscriber (an agent's watch stream) may fall behind before
-    /// it is dropped; it can then resume from the last change it saw (default 1024).
-    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
-    #[serde(default = "default_watch_buffer")]
-    pub watch_buffer: NonZeroUsize,
-    /// The largest clock difference (ms) tolerated: a `ts` written through the agent API
-    /// more than this far in the future is refused, and the connection reports peers
-    /// whose clocks differ by more (default 30000). Entries from peers are never refused
-    /// for their `ts`.
-    #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
-    #[serde(default = "default_max_clock_skew")]
-    pub max_clock_skew: u64,
-    /// Loads the initial data at start. With `persistence`, it fills only the keys
-    /// the database does not hold (a value changed or deleted since it was seeded
-    /// stays as it is).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data_seeder: Option<Box<dyn DataSeeder>>,
-    /// Keeps the data in a database on disk, so that a restart or a crash loses no
-    /// acknowledged write (see [`crate::persist`]); `None` (the default): in memory
-    /// only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub persistence: Option<Persistence>,
+    /// The default time to live (ms) of values written without one.
+    pub(crate) ttl: Option<u64>,
+    /// How long (ms after its `ts`) a tombstone is kept.
+    pub(crate) tombstone_ttl: u64,
+    /// The largest clock difference (ms) tolerated in local writes.
+    pub(crate) max_clock_skew: u64,
+    /// Whether the data is kept on disk (seeding then fills only missing keys).
+    pub(crate) persistent: bool,
     /// The data.
-    #[serde(skip)]
     pub(crate) store: Store,
-}
-
-fn default_purge_interval() -> NonZeroU64 {
-    NonZeroU64::new(DEFAULT_PURGE_INTERVAL_MS).unwrap_or(NonZeroU64::MIN)
-}
-
-fn default_tombstone_ttl() -> u64 {
-    DEFAULT_TOMBSTONE_TTL_MS
-}
-
-fn default_max_clock_skew() -> u64 {
-    DEFAULT_MAX_CLOCK_SKEW_MS
-}
-
-fn default_watch_buffer() -> NonZeroUsize {
-    NonZeroUsize::new(DEFAULT_WATCH_BUFFER).unwrap_or(NonZeroUsize::MIN)
 }
 
 impl Default for DefaultState {
     fn default() -> Self {
-        Self {
-            ttl: None,
-            purge_interval: default_purge_interval(),
-            tombstone_ttl: DEFAULT_TOMBSTONE_TTL_MS,
-            watch_buffer: default_watch_buffer(),
-            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW_MS,
-            data_seeder: None,
-            persistence: None,
-            store: Store::default(),
-        }
+        Self::new(&DefaultStateConfig::default())
     }
 }
 
@@ -118,23 +56,31 @@ pub fn now_ms() -> u64 {
 }
 
 impl DefaultState {
-    /// A state with these settings and an empty store, without a seeder.
-    fn fresh(&self) -> Self {
+    /// An empty state with the settings of `config`, without its seeder or persistence
+    /// and without background sweeps ([`StateConfig::build`] adds those).
+    pub fn new(config: &DefaultStateConfig) -> Self {
         Self {
-            ttl: self.ttl,
-            purge_interval: self.purge_interval,
-            tombstone_ttl: self.tombstone_ttl,
-            watch_buffer: self.watch_buffer,
-            max_clock_skew: self.max_clock_skew,
-            data_seeder: None,
-            persistence: self.persistence.clone(),
-            store: Store::new(Observers::new(self.watch_buffer.get())),
+            ttl: config.ttl,
+            tombstone_ttl: config.tombstone_ttl,
+            max_clock_skew: config.max_clock_skew,
+            persistent: config.persistence.is_some(),
+            store: Store::new(Observers::new(config.watch_buffer.get())),
         }
     }
 
+    /// The default time to live (ms) of values written without one.
+    pub fn ttl(&self) -> Option<u64> {
+        self.ttl
+    }
+
+    /// How long (ms after its `ts`) a tombstone is kept.
+    pub fn tombstone_ttl(&self) -> u64 {
+        self.tombstone_ttl
+    }
+
     /// Sweeps expired values and tombstones older than `tombstone_ttl` now; the task
-    /// started by [`State::init`] does this every `purge_interval`. Returns how many
-    /// records were dropped.
+    /// started by [`StateConfig::build`] does this every `purge_interval`. Returns how
+    /// many records were dropped.
     pub fn purge_now(&self) -> usize {
         self.store.purge(now_ms(), self.tombstone_ttl)
     }
@@ -216,7 +162,7 @@ impl DefaultState {
             source_name: seeder.source_name(),
             message: error.describe_source(),
         })?;
-        if self.persistence.is_some() {
+        if self.persistent {
             batch.retain(|write| self.store.held(write.key.as_bytes()).is_none());
         }
         let applied = self.store.apply(&batch, now_ms());
@@ -308,11 +254,11 @@ async fn purge_loop(state: Weak<DefaultState>, interval: Duration, shutdown: Shu
 }
 
 #[typetag::serde(name = "Default")]
-impl State for DefaultState {
-    fn init(&self, shutdown: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
+impl StateConfig for DefaultStateConfig {
+    fn build<'a>(&'a self, cx: &'a LayerContext) -> BoxFuture<'a, Result<SafeState, StateError>> {
         Box::pin(async move {
             describe_metrics();
-            let live = Arc::new(self.fresh());
+            let live = Arc::new(DefaultState::new(self));
             if let Some(settings) = self.persistence.clone() {
                 // Reading a large file takes seconds: off the async workers.
                 let opening = live.clone();
@@ -323,14 +269,21 @@ impl State for DefaultState {
                     })??;
             }
             if let Some(seeder) = &self.data_seeder {
+                let seeder = seeder.build(cx).await?;
                 live.seed(seeder.as_ref()).await?;
             }
             let interval = Duration::from_millis(self.purge_interval.get());
-            tokio::spawn(purge_loop(Arc::downgrade(&live), interval, shutdown));
+            tokio::spawn(purge_loop(
+                Arc::downgrade(&live),
+                interval,
+                cx.shutdown().clone(),
+            ));
             Ok(live as SafeState)
         })
     }
+}
 
+impl State for DefaultState {
     fn version(&self) -> String {
         self.store.version()
     }

@@ -32,7 +32,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use c19_core::{Applied, Diff};
+use c19_core::{Applied, Diff, Points};
 use imbl::{OrdMap, OrdSet};
 
 use crate::{
@@ -310,7 +310,19 @@ impl Store {
                 persisted.push(record.clone());
             }
             next.put(held.as_ref(), record);
-            results[index].applied += 1;
+            let result = &mut results[index];
+            result.applied += 1;
+            // A batch's entries are stored one after another: its points are consecutive.
+            result.points = Some(match result.points {
+                Some(points) => Points {
+                    first: points.first,
+                    last: seq,
+                },
+                None => Points {
+                    first: seq,
+                    last: seq,
+                },
+            });
             applied += 1;
         }
         if applied == 0 {

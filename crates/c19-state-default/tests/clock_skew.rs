@@ -5,7 +5,7 @@
 mod common;
 
 use c19_core::{State, StateValue};
-use c19_state_default::DefaultState;
+use c19_state_default::{DefaultState, DefaultStateConfig};
 use common::*;
 use serde_json::json;
 
@@ -102,10 +102,12 @@ fn grouped_local_writes_are_checked_one_by_one() {
 
 #[test]
 fn the_limit_is_configurable_and_reported_to_the_connection() {
-    let state: DefaultState = serde_json::from_value(json!({"max_clock_skew": "5000"})).unwrap();
+    let config: DefaultStateConfig =
+        serde_json::from_value(json!({"max_clock_skew": "5000"})).unwrap();
+    let state = DefaultState::new(&config);
     assert_eq!(state.max_clock_skew(), 5000);
     assert_eq!(DefaultState::default().max_clock_skew(), 30_000);
     let message = refused_locally(&state, json!({"cat": {"value": 1, "ts": now() + 10_000}}));
     assert!(message.contains("max_clock_skew (5000 ms)"), "{message}");
-    assert!(serde_json::from_value::<DefaultState>(json!({"max_clock_skew": -1})).is_err());
+    assert!(serde_json::from_value::<DefaultStateConfig>(json!({"max_clock_skew": -1})).is_err());
 }

@@ -15,7 +15,7 @@ use std::{
 
 use bytes::Bytes;
 use c19_core::{State, StateError};
-use c19_state_default::DefaultState;
+use c19_state_default::{DefaultState, DefaultStateConfig};
 use common::*;
 use metrics::{Key, KeyName, Metadata, SharedString, Unit};
 use serde_json::{Map, Value, json};
@@ -81,9 +81,10 @@ fn shared(state: DefaultState) -> Arc<DefaultState> {
 
 /// A state that forgets tombstones 1 ms after their `ts`.
 fn forgetful() -> DefaultState {
-    let mut state = state();
-    state.tombstone_ttl = 1;
-    state
+    DefaultState::new(&DefaultStateConfig {
+        tombstone_ttl: 1,
+        ..DefaultStateConfig::default()
+    })
 }
 
 /// Two states holding the same `keys_each` keys, each having completed an exchange.
@@ -204,9 +205,10 @@ fn a_peer_catching_up_by_its_own_pull_is_given_nothing() {
 
 #[test]
 fn an_agent_out_of_touch_longer_than_the_grace_period_pushes_no_old_entries() {
-    let mut away = state();
-    away.tombstone_ttl = 1000;
-    let away = shared(away);
+    let away = shared(DefaultState::new(&DefaultStateConfig {
+        tombstone_ttl: 1000,
+        ..DefaultStateConfig::default()
+    }));
     exchange(&away, &shared(state()), MAX);
     set(
         away.as_ref(),

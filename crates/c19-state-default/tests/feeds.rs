@@ -3,8 +3,8 @@
 
 mod common;
 
-use c19_core::{Change, Shutdown, State};
-use c19_state_default::DefaultState;
+use c19_core::{Change, LayerContext, Shutdown, State, StateConfig};
+use c19_state_default::{DefaultState, DefaultStateConfig};
 use common::*;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -104,13 +104,15 @@ fn subscribers_get_local_writes_merges_and_deletes_in_order() {
 
 #[test]
 fn a_subscriber_that_falls_behind_its_buffer_lags_and_writers_go_on() {
-    let config: DefaultState = serde_json::from_value(json!({"watch_buffer": "4"})).unwrap();
+    let config: DefaultStateConfig =
+        serde_json::from_value(json!({"watch_buffer": "4"})).unwrap();
     assert_eq!(config.watch_buffer.get(), 4);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let state = runtime.block_on(config.init(Shutdown::new())).unwrap();
+    let cx = LayerContext::new("state", Shutdown::new());
+    let state = runtime.block_on(config.build(&cx)).unwrap();
     let mut slow = state.subscribe().unwrap();
     // Nobody reads `slow`: every write still completes.
     for i in 0..10 {
@@ -204,8 +206,10 @@ fn an_expiry_swept_is_told_to_subscribers_but_never_pushed_or_replayed() {
     );
     state.delete(&"gone").unwrap();
     // Nobody watches: the sweep takes no point of the history.
-    let mut unwatched = DefaultState::default();
-    unwatched.tombstone_ttl = 0;
+    let unwatched = DefaultState::new(&DefaultStateConfig {
+        tombstone_ttl: 0,
+        ..DefaultStateConfig::default()
+    });
     set(
         &unwatched,
         json!({"cat": {"value": 1, "ts": ts, "ttl": 100}}),

@@ -5,20 +5,20 @@ mod common;
 
 use std::time::Duration;
 
-use c19_core::{SafeState, Shutdown, State};
+use c19_core::{LayerContext, SafeState, Shutdown, State, StateConfig};
 // Linked for its typetag registration of the `File` seeder.
 use c19_data_seeder_file as _;
 use common::*;
 use serde_json::json;
 
-fn from_config(json: serde_json::Value) -> Result<Box<dyn State>, serde_json::Error> {
+fn from_config(json: serde_json::Value) -> Result<Box<dyn StateConfig>, serde_json::Error> {
     serde_json::from_value(json)
 }
 
 async fn init(config: serde_json::Value) -> Result<SafeState, String> {
     let state = from_config(config).unwrap();
     state
-        .init(Shutdown::new())
+        .build(&LayerContext::new("state", Shutdown::new()))
         .await
         .map_err(|error| error.to_string())
 }
@@ -63,9 +63,16 @@ fn the_config_refuses_unknown_fields_and_a_zero_interval() {
 #[tokio::test]
 async fn init_returns_a_fresh_state_with_the_settings() {
     let config = from_config(json!({"kind": "Default", "ttl": 5000})).unwrap();
-    config.set(&r#"{"before": {"value": 1}}"#).unwrap();
-    let live = config.init(Shutdown::new()).await.unwrap();
-    assert_eq!(live.get(&"before"), None);
+    let live = config
+        .build(&LayerContext::new("state", Shutdown::new()))
+        .await
+        .unwrap();
+    let other = config
+        .build(&LayerContext::new("state", Shutdown::new()))
+        .await
+        .unwrap();
+    other.set(&r#"{"before": {"value": 1}}"#).unwrap();
+    assert_eq!(live.get(&"before"), None, "each build is a state of its own");
     set(live.as_ref(), json!({"cat": {"value": "garfield"}}));
     assert_eq!(get(live.as_ref(), "cat").unwrap()["ttl"], 5000);
 }

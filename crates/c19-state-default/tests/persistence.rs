@@ -6,12 +6,12 @@ mod common;
 
 use std::path::Path;
 
-use c19_core::{SafeState, Shutdown, State};
+use c19_core::{LayerContext, SafeState, Shutdown, StateConfig};
 use c19_data_seeder_file as _;
 use common::*;
 use serde_json::json;
 
-fn config(dir: &Path, extra: serde_json::Value) -> Box<dyn State> {
+fn config(dir: &Path, extra: serde_json::Value) -> Box<dyn StateConfig> {
     let mut config = json!({"kind": "Default", "persistence": {"path": dir}});
     if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         config.extend(extra.clone());
@@ -25,7 +25,7 @@ async fn open(dir: &Path) -> Result<SafeState, String> {
 
 async fn open_with(dir: &Path, extra: serde_json::Value) -> Result<SafeState, String> {
     config(dir, extra)
-        .init(Shutdown::new())
+        .build(&LayerContext::new("state", Shutdown::new()))
         .await
         .map_err(|error| error.to_string())
 }
@@ -173,7 +173,7 @@ async fn the_seeder_fills_only_keys_the_database_does_not_hold() {
 
 #[tokio::test]
 async fn the_config_refuses_an_unknown_sync_mode_and_field() {
-    let error = serde_json::from_value::<Box<dyn State>>(
+    let error = serde_json::from_value::<Box<dyn StateConfig>>(
         json!({"kind": "Default", "persistence": {"path": "/tmp/x", "sync": "sometimes"}}),
     )
     .unwrap_err()
@@ -182,13 +182,13 @@ async fn the_config_refuses_an_unknown_sync_mode_and_field() {
         error.contains("sometimes") && error.contains("always"),
         "{error}"
     );
-    let error = serde_json::from_value::<Box<dyn State>>(
+    let error = serde_json::from_value::<Box<dyn StateConfig>>(
         json!({"kind": "Default", "persistence": {"path": "/tmp/x", "synk": "always"}}),
     )
     .unwrap_err()
     .to_string();
     assert!(error.contains("synk"), "{error}");
-    let state = serde_json::from_value::<Box<dyn State>>(
+    let state = serde_json::from_value::<Box<dyn StateConfig>>(
         json!({"kind": "Default", "persistence": {"path": "/tmp/x", "sync": "interval", "sync_interval": "250"}}),
     )
     .unwrap();

@@ -4,7 +4,7 @@
 mod common;
 
 use c19_core::State;
-use c19_state_default::DefaultState;
+use c19_state_default::{DefaultState, DefaultStateConfig};
 use common::*;
 use serde_json::json;
 
@@ -103,8 +103,10 @@ fn a_local_delete_wins_over_a_value_from_a_fast_clock() {
 
 #[test]
 fn old_tombstones_are_collected_after_tombstone_ttl() {
-    let mut state = DefaultState::default();
-    state.tombstone_ttl = 60_000;
+    let state = DefaultState::new(&DefaultStateConfig {
+        tombstone_ttl: 60_000,
+        ..DefaultStateConfig::default()
+    });
     set(
         &state,
         json!({"old": tombstone(now() - 120_000), "recent": tombstone(now())}),
@@ -134,8 +136,10 @@ fn expired_values_are_hidden_then_swept() {
 
 #[test]
 fn the_default_ttl_travels_with_the_value() {
-    let mut state = DefaultState::default();
-    state.ttl = Some(5000);
+    let state = DefaultState::new(&DefaultStateConfig {
+        ttl: Some(5000),
+        ..DefaultStateConfig::default()
+    });
     set(
         &state,
         json!({"a": {"value": 1}, "b": {"value": 2, "ttl": null}, "c": {"value": 3, "ttl": 7}}),

@@ -5,7 +5,9 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use c19_core::{Peer, PeerProvider, Shutdown};
-use c19_peer_provider_k8s::{Identity, K8sPeerProvider};
+use std::sync::Arc;
+
+use c19_peer_provider_k8s::{Identity, K8sPeerProvider, K8sPeerProviderConfig};
 use http::{Request, Response, StatusCode};
 use k8s_openapi::{
     api::core::v1::{Container, ContainerPort, Pod, PodCondition, PodSpec, PodStatus},
@@ -23,18 +25,24 @@ const PATIENCE: Duration = Duration::from_secs(120);
 
 /// Starts `provider` (given as configuration JSON) against a scripted API server,
 /// as the pod `self` in namespace `default`.
-pub async fn start(config: Value) -> (K8sPeerProvider, ApiServer, Shutdown) {
+pub async fn start(config: Value) -> (Arc<K8sPeerProvider>, ApiServer, Shutdown) {
     start_as(config, Identity::named("self", Some("default"))).await
 }
 
 /// Like [`start`], with the given identity.
-pub async fn start_as(config: Value, identity: Identity) -> (K8sPeerProvider, ApiServer, Shutdown) {
+pub async fn start_as(
+    config: Value,
+    identity: Identity,
+) -> (Arc<K8sPeerProvider>, ApiServer, Shutdown) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let provider: K8sPeerProvider = serde_json::from_value(config).unwrap();
-    let provider = provider.with_client(client).with_identity(identity);
+    let config: K8sPeerProviderConfig = serde_json::from_value(config).unwrap();
     let shutdown = Shutdown::new();
-    provider.init(shutdown.clone()).await.unwrap();
+    let provider = config
+        .builder()
+        .with_client(client)
+        .with_identity(identity)
+        .start(&shutdown);
     (provider, ApiServer { handle }, shutdown)
 }
 
@@ -158,9 +166,12 @@ impl ApiServer {
 
     /// Whether no request arrives for `duration`.
     pub async fn quiet(&mut self, duration: Duration) -> bool {
-        tokio::time::timeout(duration, self.handle.next_request())
-            .await
-            .is_err()
+        // `None`: every client is gone (discovery stopped and dropped its own), which
+        // is as quiet as it gets.
+        !matches!(
+            tokio::time::timeout(duration, self.handle.next_request()).await,
+            Ok(Some(_))
+        )
     }
 
     /// Expects a list, answers it with `pods`, and returns what was asked.

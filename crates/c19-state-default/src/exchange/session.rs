@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use c19_core::{Applied, StateError, SyncSession};
+use c19_core::{Applied, Points, StateError, SyncSession};
 
 use super::{
     FORMAT, heed,
@@ -58,6 +58,8 @@ pub(crate) struct Session {
     /// What the peer last said about how current it is.
     peer: Meta,
     applied: Applied,
+    /// The points the merges of the current step took.
+    written: Option<Points>,
     next: Next,
 }
 
@@ -71,6 +73,7 @@ impl Session {
             was_empty: false,
             peer: Meta::default(),
             applied: Applied::default(),
+            written: None,
             next: Next::Hello,
         }
     }
@@ -163,6 +166,7 @@ impl Session {
         let applied = store.merge_exchanged(batch, now, ttl);
         self.applied.applied += applied.applied;
         self.applied.ignored += applied.ignored;
+        self.written = joined(self.written, applied.points);
         // Merged first, so what this store holds now is at least as new as theirs. A peer
         // that never completed an exchange is catching up by its own pull: nothing is
         // given to it, which would double its transfer.
@@ -262,6 +266,7 @@ impl Session {
 
 impl SyncSession for Session {
     fn step(&mut self, answer: Option<&[u8]>) -> Result<Option<Bytes>, StateError> {
+        self.written = None;
         let result = match (std::mem::replace(&mut self.next, Next::Done), answer) {
             (Next::Hello, None) => Ok(Some(self.hello())),
             (Next::Opening, Some(answer)) => self.opened(answer),
@@ -284,6 +289,10 @@ impl SyncSession for Session {
         result
     }
 
+    fn written(&self) -> Option<Points> {
+        self.written
+    }
+
     fn applied(&self) -> Applied {
         self.applied
     }
@@ -291,4 +300,20 @@ impl SyncSession for Session {
 
 fn unexpected(what: &str) -> StateError {
     StateError::Invalid(format!("the peer's exchange went wrong: {what}"))
+}
+
+/// The points of a step so far, `earlier`, with those of its next merge: one stretch
+/// when they touch, else the latest alone (some other change came between, so only the
+/// latest stretch is the step's alone).
+fn joined(earlier: Option<Points>, points: Option<Points>) -> Option<Points> {
+    let Some(points) = points else {
+        return earlier;
+    };
+    Some(match earlier {
+        Some(earlier) if earlier.last.checked_add(1) == Some(points.first) => Points {
+            first: earlier.first,
+            last: points.last,
+        },
+        _ => points,
+    })
 }
