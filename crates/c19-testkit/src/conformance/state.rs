@@ -43,9 +43,16 @@
 //!    `changes_since` (if supported) returns them once per key, in history order.
 //! 8. **Exchanges** (if `sync_open` is supported): two instances that differ converse
 //!    (the session's requests answered by the other's `sync_answer` until the session
-//!    says `None`); afterwards both hold the union, newest entries and tombstones
-//!    winning, with equal `version()`; [`SyncSession::written`], when said, matches how
-//!    far `head()` moved in that step; an exchange between equals moves no head.
+//!    says `None`). Afterwards the opening side holds the union, newest entries and
+//!    tombstones winning; once the other side has opened one too, both hold it with
+//!    equal `version()`. Between states that have each completed an exchange, one
+//!    exchange repairs both sides. [`SyncSession::written`], when said, matches how far
+//!    `head()` moved in that step; an exchange between equals moves no head.
+//!
+//!    Why not both sides from the first exchange: a state may give nothing to a peer
+//!    that never completed an exchange of its own (the Default state treats it as a
+//!    newcomer catching up by its own pull, so that its partial state is not sent back
+//!    and forth); the suite allows that.
 //! 9. **Versions** (rule 1): `version()` is equal exactly when the data is.
 //!
 //! # What the constructor must build
@@ -828,23 +835,73 @@ where
         }),
         "exchanges",
     );
+    // Newcomers: the opening side is repaired (a pull); the answering side may wait for
+    // its own pull (see the module docs).
     let applied = converse(&a, &b);
     assert!(
         applied.applied > 0,
         "exchanges: the session's state was missing entries, yet applied() says nothing \
          changed ({applied:?})"
     );
+    let union = |state: &SafeState| {
+        (
+            value(state, "only-a"),
+            value(state, "only-b"),
+            value(state, "both"),
+            value(state, "gone"),
+        )
+    };
+    let expected = (Some(json!("a")), Some(json!("b")), Some(json!("new")), None);
+    assert_eq!(
+        union(&a),
+        expected,
+        "exchanges: after an exchange the opening side must hold the union, newest entries \
+         and tombstones winning"
+    );
+    converse(&b, &a);
+    assert_eq!(
+        union(&b),
+        expected,
+        "exchanges: after its own exchange the other side must hold the union too"
+    );
+    assert_eq!(
+        a.version(),
+        b.version(),
+        "exchanges (rule 1): states that exchanged both ways must report the same version()"
+    );
+
+    // In touch: one exchange repairs both sides.
+    set(
+        &a,
+        &json!({ "later-a": entry(json!("la"), t + 20) }),
+        "exchanges",
+    );
+    set(
+        &b,
+        &json!({
+            "later-b": entry(json!("lb"), t + 20),
+            "both": entry(json!("newest"), t + 20),
+            "only-a": tombstone(t + 20),
+        }),
+        "exchanges",
+    );
+    converse(&a, &b);
     for (state, side) in [(&a, "the opening side"), (&b, "the answering side")] {
         assert_eq!(
             (
-                value(state, "only-a"),
-                value(state, "only-b"),
+                value(state, "later-a"),
+                value(state, "later-b"),
                 value(state, "both"),
-                value(state, "gone"),
+                value(state, "only-a"),
             ),
-            (Some(json!("a")), Some(json!("b")), Some(json!("new")), None),
-            "exchanges: after an exchange {side} must hold the union, newest entries and \
-             tombstones winning"
+            (
+                Some(json!("la")),
+                Some(json!("lb")),
+                Some(json!("newest")),
+                None
+            ),
+            "exchanges: between states that have each completed an exchange, one exchange \
+             must repair both sides: {side} lacks the union"
         );
     }
     assert_eq!(
