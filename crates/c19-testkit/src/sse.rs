@@ -70,6 +70,15 @@ impl SseStream {
         Self::from_request(request).await
     }
 
+    /// Opens `url` as [`SseStream::open`] does, with a client of its own: one without the
+    /// 5 s timeout of [`crate::http`], so the stream may stay open as long as the test
+    /// needs.
+    pub async fn connect(url: &str, last_event_id: Option<u64>) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        Self::open(&client, url, last_event_id).await
+    }
+
     /// Sends `request` (a `GET` of a watch, with whatever headers it needs); asserts the
     /// answer is an event stream.
     pub async fn from_request(request: reqwest::RequestBuilder) -> Self {
@@ -120,6 +129,17 @@ impl SseStream {
     }
 }
 
+/// Splits the complete events off the front of `buf` (raw bytes of a stream read some
+/// other way), leaving an incomplete one there; comments (keep-alives) are skipped.
+pub fn take_events(buf: &mut Vec<u8>) -> Vec<SseEvent> {
+    let mut events = Vec::new();
+    while let Some(end) = buf.windows(2).position(|pair| pair == b"\n\n") {
+        let block: Vec<u8> = buf.drain(..end + 2).collect();
+        events.extend(parse(std::str::from_utf8(&block).unwrap()));
+    }
+    events
+}
+
 /// Parses one block; `None` for comments only.
 fn parse(block: &str) -> Option<SseEvent> {
     let mut event = SseEvent::default();
@@ -140,4 +160,26 @@ fn parse(block: &str) -> Option<SseEvent> {
     }
     event.data = data.join("\n");
     Some(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_split_off_and_comments_skipped() {
+        let mut buf = b": keep-alive\n\nid: r-7\ndata: {\"key\":\"cat\"}\n\nevent: error\ndata: a\ndata: b\n\nid: r-8\nda"
+            .to_vec();
+        let events = take_events(&mut buf);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(
+            (events[0].seq(), events[0].json()["key"].clone()),
+            (7, "cat".into())
+        );
+        assert_eq!(
+            (events[1].event.as_deref(), events[1].data.as_str()),
+            (Some("error"), "a\nb")
+        );
+        assert_eq!(buf, b"id: r-8\nda");
+    }
 }
