@@ -36,12 +36,20 @@ pub struct Report {
     /// The parts skipped, each with the reason (the method the implementation does not
     /// support).
     pub skipped: Vec<String>,
+    /// Remarks on how the suite ran that weaken what it shows (a multi-thread runtime,
+    /// for the peer provider suite).
+    pub notes: Vec<String>,
 }
 
 impl Report {
     pub(crate) fn passed(&mut self, suite: &str, part: &'static str) {
         eprintln!("{suite} conformance: {part}: ok");
         self.checked.push(part);
+    }
+
+    pub(crate) fn note(&mut self, suite: &str, note: String) {
+        eprintln!("{suite} conformance: note: {note}");
+        self.notes.push(note);
     }
 
     pub(crate) fn skip(&mut self, suite: &str, part: &'static str, reason: impl std::fmt::Display) {

@@ -117,6 +117,16 @@ where
     Fut: Future<Output = Arc<dyn PeerProvider>>,
 {
     let mut report = Report::default();
+    if tokio::runtime::Handle::current().runtime_flavor()
+        != tokio::runtime::RuntimeFlavor::CurrentThread
+    {
+        report.note(
+            SUITE,
+            "the suite ran on a multi-thread runtime: a provider that blocks a worker now \
+             and then may go unnoticed (run it from a plain #[tokio::test])"
+                .to_owned(),
+        );
+    }
     let first_cx = context();
     let first = make(first_cx.clone()).await;
     let second_cx = context();
