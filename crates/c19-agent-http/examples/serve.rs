@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use c19_agent_http::HttpAgent;
+use c19_agent_http::HttpAgentConfig;
 use c19_core::{SafeState, Shutdown, State};
 use c19_state_default::DefaultState;
 
@@ -42,7 +42,7 @@ async fn main() {
         on_signal.cancel();
     });
     let state: SafeState = state;
-    c19_agent_http::serve(listener, state, &HttpAgent::default(), shutdown)
+    c19_agent_http::serve(listener, state, &HttpAgentConfig::default(), shutdown)
         .await
         .unwrap();
 }

@@ -1,4 +1,5 @@
-//! The `Default` agent: its configuration and its [`Agent`] implementation.
+//! The `Default` agent: its configuration, which builds the live [`HttpAgent`], and the
+//! serving of its API.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -7,7 +8,8 @@ use std::{
 };
 
 use c19_core::{
-    Agent, LayerError, SafeState, Shutdown, health, reexports::futures::future::BoxFuture,
+    Agent, AgentConfig, LayerContext, LayerError, SafeState, Shutdown,
+    reexports::futures::future::{self, BoxFuture},
 };
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
@@ -17,11 +19,12 @@ use crate::{
     auth::AuthConfig, listener::LimitedListener, routes::app, service::PerConnection, tls::AgentTls,
 };
 
-/// The `Default` agent: the HTTP API on `address:port`.
+/// The configuration of the `Default` agent (`kind: Default`): the HTTP API on
+/// `address:port`.
 #[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HttpAgent {
+pub struct HttpAgentConfig {
     /// The IP address to listen on (`0.0.0.0`: every interface).
     #[serde(default = "default_address")]
     pub address: IpAddr,
@@ -71,7 +74,7 @@ fn default_idle_timeout() -> NonZeroU64 {
     NonZeroU64::new(60_000).unwrap_or(NonZeroU64::MIN)
 }
 
-impl Default for HttpAgent {
+impl Default for HttpAgentConfig {
     fn default() -> Self {
         Self {
             address: default_address(),
@@ -85,7 +88,7 @@ impl Default for HttpAgent {
     }
 }
 
-impl HttpAgent {
+impl HttpAgentConfig {
     /// Checks the files this configuration names as start-up would, without binding or
     /// serving: with `auth`, loads the tokens file and reports a missing, unreadable,
     /// malformed or empty one (naming the file and the line, never a token). For a
@@ -107,7 +110,7 @@ impl HttpAgent {
 pub async fn serve(
     listener: TcpListener,
     state: SafeState,
-    config: &HttpAgent,
+    config: &HttpAgentConfig,
     shutdown: Shutdown,
 ) -> Result<(), LayerError> {
     let idle_timeout = Duration::from_millis(config.idle_timeout.get());
@@ -123,10 +126,38 @@ pub async fn serve(
 }
 
 #[typetag::serde(name = "Default")]
+impl AgentConfig for HttpAgentConfig {
+    fn build<'a>(
+        &'a self,
+        cx: &'a LayerContext,
+        state: SafeState,
+    ) -> BoxFuture<'a, Result<Box<dyn Agent>, LayerError>> {
+        let agent = HttpAgent {
+            config: self.clone(),
+            state,
+            cx: cx.clone(),
+        };
+        Box::pin(future::ready(Ok(Box::new(agent) as Box<dyn Agent>)))
+    }
+
+    fn check(&self) -> Result<(), LayerError> {
+        self.check_files()
+    }
+}
+
+/// The live `Default` agent, built by [`HttpAgentConfig`]: [`Agent::run`] binds the port
+/// and serves until the context's shutdown.
+#[derive(Debug)]
+pub struct HttpAgent {
+    config: HttpAgentConfig,
+    state: SafeState,
+    cx: LayerContext,
+}
+
 impl Agent for HttpAgent {
-    fn start(&self, state: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
+    fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), LayerError>> {
         Box::pin(async move {
-            let addr = SocketAddr::new(self.address, self.port);
+            let addr = SocketAddr::new(self.config.address, self.config.port);
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| LayerError::Bind {
@@ -134,12 +165,14 @@ impl Agent for HttpAgent {
                     source,
                 })?;
             tracing::info!(%addr, "agent API listening");
-            health::ready("agent");
-            serve(listener, state, self, shutdown).await
+            self.cx.readiness().ready();
+            serve(
+                listener,
+                self.state,
+                &self.config,
+                self.cx.shutdown().clone(),
+            )
+            .await
         })
-    }
-
-    fn check(&self) -> Result<(), LayerError> {
-        self.check_files()
     }
 }

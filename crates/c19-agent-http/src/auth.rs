@@ -683,14 +683,14 @@ mod tests {
     fn refusals_are_counted_by_reason_and_status() {
         use axum::{body::Body, extract::Request};
 
-        use crate::{HttpAgent, routes};
+        use crate::{HttpAgentConfig, routes};
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tokens");
         std::fs::write(&file, "writer-token\nreader-token read\n").unwrap();
-        let config = HttpAgent {
+        let config = HttpAgentConfig {
             auth: Some(AuthConfig::new(&file)),
-            ..HttpAgent::default()
+            ..HttpAgentConfig::default()
         };
         let state: c19_core::SafeState = Arc::new(c19_state_default::DefaultState::default());
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -34,7 +34,7 @@
 //! opens. The check comes before the body is read. The file is checked for changes every
 //! `reload_interval` ms and a change applies without a restart; a change that makes it
 //! unusable (unreadable, malformed, empty) keeps the previous tokens and logs a warning.
-//! At start-up an unusable file stops the agent ([`HttpAgent::check_files`] reports the
+//! At start-up an unusable file stops the agent ([`HttpAgentConfig::check_files`] reports the
 //! same problem without starting). Refusals are counted in
 //! `c19_agent_auth_refused_total{reason}` (`missing_token`, `unknown_token`,
 //! `read_only`).
@@ -87,7 +87,7 @@ mod tls;
 mod watch;
 mod writes;
 
-pub use agent::{HttpAgent, serve};
+pub use agent::{HttpAgent, HttpAgentConfig, serve};
 pub use auth::AuthConfig;
 pub use error::{Error, Result};
 pub use reads::LISTING_POINT_HEADER;

@@ -25,7 +25,7 @@ use percent_encoding::percent_decode_str;
 use tokio::sync::Semaphore;
 
 use crate::{
-    HttpAgent,
+    HttpAgentConfig,
     auth::Guard,
     error::{Error, Result},
     reads::read,
@@ -65,7 +65,7 @@ pub(crate) struct App {
 ///
 /// With `auth`, the tokens file is loaded here: an unusable one is an error. It is then
 /// checked for changes until the router is dropped.
-pub fn router(state: SafeState, config: &HttpAgent) -> Result<Router, LayerError> {
+pub fn router(state: SafeState, config: &HttpAgentConfig) -> Result<Router, LayerError> {
     router_until(state, config, Shutdown::new())
 }
 
@@ -73,7 +73,7 @@ pub fn router(state: SafeState, config: &HttpAgent) -> Result<Router, LayerError
 /// is cancelled.
 pub fn router_until(
     state: SafeState,
-    config: &HttpAgent,
+    config: &HttpAgentConfig,
     shutdown: Shutdown,
 ) -> Result<Router, LayerError> {
     Ok(Router::new()
@@ -85,7 +85,7 @@ pub fn router_until(
 /// starts its reloads (until `shutdown`).
 pub(crate) fn app(
     state: SafeState,
-    config: &HttpAgent,
+    config: &HttpAgentConfig,
     shutdown: Shutdown,
 ) -> Result<Arc<App>, LayerError> {
     let auth = match &config.auth {

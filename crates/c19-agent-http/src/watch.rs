@@ -21,8 +21,12 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use c19_core::{Change, Changes, SafeState, Shutdown};
+use c19_core::{
+    Change, Changes, SafeState, Shutdown,
+    entry::{Entry, KeyedEntry},
+};
 use futures::{Stream, stream};
+use serde_json::{Map, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{error::Result, event_id};
@@ -211,26 +215,42 @@ impl Watcher {
     }
 }
 
-/// The event data of `change`: its entry with `"key"` added first. The entry stays as
-/// the state wrote it (no parsing), so this works for any state whose entries are JSON
-/// objects; other entries are wrapped as `{"key":...,"entry":...}`.
+/// The event data of `change`: its entry with `"key"` added first
+/// ([`c19_core::entry::KeyedEntry`]). An entry of another state's format is kept as it
+/// is: a JSON object gets `"key"` as its first field, anything else is wrapped as
+/// `{"key":...,"entry":...}`.
 fn data(change: &Change) -> String {
     let key = String::from_utf8_lossy(&change.key);
-    let key = serde_json::to_string(&key).unwrap_or_else(|_| "\"\"".to_owned());
-    let entry = String::from_utf8_lossy(&change.entry);
-    let entry = entry.trim();
-    match entry.strip_prefix('{').map(str::trim_start) {
-        Some("}") => format!("{{\"key\":{key}}}"),
-        Some(fields) => format!("{{\"key\":{key},{fields}"),
-        None => format!("{{\"key\":{key},\"entry\":{entry}}}"),
+    if let Ok(entry) = Entry::from_slice(&change.entry) {
+        let event = KeyedEntry {
+            key: &key,
+            entry: &entry,
+        };
+        if let Ok(text) = serde_json::to_string(&event) {
+            return text;
+        }
     }
+    let event = match serde_json::from_slice::<Value>(&change.entry) {
+        Ok(Value::Object(fields)) => {
+            let mut event = Map::with_capacity(fields.len() + 1);
+            event.insert("key".to_owned(), Value::from(key.as_ref()));
+            event.extend(fields.into_iter().filter(|(name, _)| name != "key"));
+            Value::Object(event)
+        }
+        Ok(other) => serde_json::json!({ "key": key, "entry": other }),
+        Err(_) => serde_json::json!({
+            "key": key,
+            "entry": String::from_utf8_lossy(&change.entry),
+        }),
+    };
+    event.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use c19_core::State;
-    use c19_state_default::DefaultState;
+    use c19_core::StateConfig;
+    use c19_state_default::{DefaultState, DefaultStateConfig};
     use serde_json::json;
 
     use super::*;
@@ -244,8 +264,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_watcher_that_falls_behind_gets_a_final_error_and_resumes_without_a_gap() {
-        let config: DefaultState = serde_json::from_value(json!({"watch_buffer": 4})).unwrap();
-        let state = config.init(Shutdown::new()).await.unwrap();
+        let config: DefaultStateConfig =
+            serde_json::from_value(json!({"watch_buffer": 4})).unwrap();
+        let state = config
+            .build(&c19_core::LayerContext::new("state", Shutdown::new()))
+            .await
+            .unwrap();
         state.set(&r#"{"early": {"value": 0}}"#).unwrap();
         let start = state.head();
         let all = Filter::Prefix(Vec::new());

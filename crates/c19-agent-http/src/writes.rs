@@ -159,34 +159,26 @@ impl Drop for Ticket<'_> {
 mod tests {
     use std::sync::Arc;
 
-    use c19_core::{Diff, State, reexports::futures::future::BoxFuture};
+    use c19_core::{Diff, State};
     use futures::{FutureExt, future::join_all};
 
     use super::*;
 
     /// A state that records how writes reach it; a body `bad` is refused.
-    #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+    #[derive(Debug, Default)]
     struct Recorder {
         /// The bodies of each `set_all` call.
-        #[serde(skip)]
         calls: Mutex<Vec<Vec<String>>>,
     }
 
-    #[typetag::serde(name = "WritesRecorder")]
     impl State for Recorder {
-        fn init(&self, _: c19_core::Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
-            Box::pin(async { Ok(Arc::new(Self::default()) as SafeState) })
-        }
         fn version(&self) -> String {
             String::new()
         }
         fn set(&self, value: &dyn StateValue) -> Result<Applied, StateError> {
             match value.as_bytes() {
                 b"bad" => Err(StateError::Invalid("bad body".into())),
-                _ => Ok(Applied {
-                    applied: 1,
-                    ignored: 0,
-                }),
+                _ => Ok(Applied::new(1, 0)),
             }
         }
         fn set_all(&self, values: &[&dyn StateValue]) -> Vec<Result<Applied, StateError>> {

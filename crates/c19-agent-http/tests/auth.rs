@@ -16,10 +16,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use c19_agent_http::{AuthConfig, HttpAgent};
+use c19_agent_http::{AuthConfig, HttpAgentConfig};
 use c19_core::{
     Applied, Change, Changes, Diff, SafeState, Shutdown, State, StateError, StateValue,
-    reexports::futures::future::BoxFuture,
 };
 use c19_state_default::DefaultState;
 use common::*;
@@ -61,13 +60,13 @@ fn standard_tokens() -> TokensFile {
     ))
 }
 
-fn guarded(file: &Path, reload_millis: u64) -> HttpAgent {
-    HttpAgent {
+fn guarded(file: &Path, reload_millis: u64) -> HttpAgentConfig {
+    HttpAgentConfig {
         auth: Some(AuthConfig {
             tokens_file: file.to_owned(),
             reload_interval: NonZeroU64::new(reload_millis).unwrap(),
         }),
-        ..HttpAgent::default()
+        ..HttpAgentConfig::default()
     }
 }
 
@@ -487,13 +486,13 @@ async fn an_unusable_tokens_file_stops_the_start_naming_the_file_and_line() {
     let good = dir.path().join("good");
     std::fs::write(&good, "a-token\n").unwrap();
     guarded(&good, 5_000).check_files().unwrap();
-    HttpAgent::default().check_files().unwrap();
+    HttpAgentConfig::default().check_files().unwrap();
 }
 
 #[tokio::test]
 async fn the_configuration_holds_the_path_only() {
     let tokens = standard_tokens();
-    let config: HttpAgent = serde_json::from_value(json!({
+    let config: HttpAgentConfig = serde_json::from_value(json!({
         "port": 3097,
         "auth": {"tokens_file": tokens.path, "reload_interval": "250"},
     }))
@@ -510,25 +509,23 @@ async fn the_configuration_holds_the_path_only() {
     );
     assert!(debug.contains("tokens: 2, read_only: 1"), "{debug}");
 
-    let defaulted: HttpAgent =
+    let defaulted: HttpAgentConfig =
         serde_json::from_value(json!({"auth": {"tokens_file": "/etc/c19/tokens"}})).unwrap();
     assert_eq!(defaulted.auth.unwrap().reload_interval.get(), 5_000);
-    let unknown = serde_json::from_value::<HttpAgent>(
+    let unknown = serde_json::from_value::<HttpAgentConfig>(
         json!({"auth": {"tokens_file": "/etc/c19/tokens", "token": "x"}}),
     );
     assert!(unknown.is_err());
     // Without auth nothing new appears in the configuration.
-    let open = serde_json::to_value(HttpAgent::default()).unwrap();
+    let open = serde_json::to_value(HttpAgentConfig::default()).unwrap();
     assert!(open.get("auth").is_none(), "{open}");
 }
 
 /// A Default state that counts the writes it accepted (`set`, each batch of `set_all`,
 /// `delete`).
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default)]
 struct Counting {
-    #[serde(skip)]
     inner: DefaultState,
-    #[serde(skip)]
     writes: AtomicUsize,
 }
 
@@ -538,11 +535,7 @@ impl Counting {
     }
 }
 
-#[typetag::serde(name = "AuthCounting")]
 impl State for Counting {
-    fn init(&self, _: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
-        Box::pin(async { Ok(Arc::new(Self::default()) as SafeState) })
-    }
     fn version(&self) -> String {
         self.inner.version()
     }

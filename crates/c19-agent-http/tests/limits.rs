@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use c19_agent_http::HttpAgent;
-use c19_core::{Agent, LayerError};
+use c19_agent_http::HttpAgentConfig;
+use c19_core::{AgentConfig, LayerError};
 use common::*;
 use serde_json::json;
 use tokio::{
@@ -14,10 +14,10 @@ use tokio::{
     net::TcpStream,
 };
 
-fn small_limit() -> HttpAgent {
-    HttpAgent {
+fn small_limit() -> HttpAgentConfig {
+    HttpAgentConfig {
         body_limit: 1024,
-        ..HttpAgent::default()
+        ..HttpAgentConfig::default()
     }
 }
 
@@ -66,9 +66,9 @@ async fn a_chunked_body_over_the_limit_gets_413_too() {
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
-    let server = start(HttpAgent {
+    let server = start(HttpAgentConfig {
         idle_timeout: 200.try_into().unwrap(),
-        ..HttpAgent::default()
+        ..HttpAgentConfig::default()
     })
     .await;
     let mut stream = TcpStream::connect(("127.0.0.1", server.port))
@@ -85,9 +85,9 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test]
 async fn a_slow_body_gets_408() {
-    let server = start(HttpAgent {
+    let server = start(HttpAgentConfig {
         idle_timeout: 300.try_into().unwrap(),
-        ..HttpAgent::default()
+        ..HttpAgentConfig::default()
     })
     .await;
     let mut stream = TcpStream::connect(("127.0.0.1", server.port))
@@ -135,14 +135,18 @@ async fn shutdown_stops_the_server() {
 #[tokio::test]
 async fn a_taken_port_is_a_bind_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let agent = HttpAgent {
+    let agent = HttpAgentConfig {
         address: "127.0.0.1".parse().unwrap(),
         port: taken.local_addr().unwrap().port(),
-        ..HttpAgent::default()
+        ..HttpAgentConfig::default()
     };
     let state = std::sync::Arc::new(c19_state_default::DefaultState::default());
+    let cx = c19_core::LayerContext::new("agent", c19_core::Shutdown::new());
     let error = agent
-        .start(state, c19_core::Shutdown::new())
+        .build(&cx, state)
+        .await
+        .unwrap()
+        .run()
         .await
         .unwrap_err();
     assert!(matches!(error, LayerError::Bind { .. }), "{error}");
@@ -150,12 +154,12 @@ async fn a_taken_port_is_a_bind_error() {
 
 #[test]
 fn the_config_has_defaults_and_accepts_numbers_as_strings() {
-    let agent: Box<dyn Agent> = serde_json::from_value(json!({"kind": "Default"})).unwrap();
+    let agent: Box<dyn AgentConfig> = serde_json::from_value(json!({"kind": "Default"})).unwrap();
     assert_eq!(
         serde_json::to_value(&agent).unwrap(),
         json!({"kind": "Default", "address": "0.0.0.0", "port": 3097, "body_limit": 16777216, "max_connections": 4096, "idle_timeout": 60000})
     );
-    let agent: Box<dyn Agent> = serde_json::from_value(
+    let agent: Box<dyn AgentConfig> = serde_json::from_value(
         json!({"kind": "Default", "address": "127.0.0.1", "port": "4000", "body_limit": "10"}),
     )
     .unwrap();
@@ -164,7 +168,7 @@ fn the_config_has_defaults_and_accepts_numbers_as_strings() {
         (shown["port"].clone(), shown["body_limit"].clone()),
         (json!(4000), json!(10))
     );
-    let error = serde_json::from_value::<Box<dyn Agent>>(json!({"kind": "Default", "prot": 1}))
+    let error = serde_json::from_value::<Box<dyn AgentConfig>>(json!({"kind": "Default", "prot": 1}))
         .unwrap_err()
         .to_string();
     assert!(error.contains("prot"), "{error}");

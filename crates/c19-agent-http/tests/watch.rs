@@ -6,7 +6,7 @@ mod sse;
 
 use std::time::Duration;
 
-use c19_agent_http::HttpAgent;
+use c19_agent_http::HttpAgentConfig;
 use common::*;
 use serde_json::json;
 use sse::Events;
@@ -157,7 +157,7 @@ async fn an_id_from_before_a_restart_replays_the_whole_state() {
 
 #[tokio::test]
 async fn a_silent_watch_outlives_the_idle_timeout() {
-    let config: HttpAgent = serde_json::from_value(json!({"idle_timeout": 200})).unwrap();
+    let config: HttpAgentConfig = serde_json::from_value(json!({"idle_timeout": 200})).unwrap();
     let server = start(config).await;
     let mut events = Events::open(&server.client, &server.url("/?watch=true"), None).await;
     // Several idle timeouts without a byte either way.
@@ -199,13 +199,12 @@ async fn malformed_resume_points_get_a_400() {
 
 #[tokio::test]
 async fn a_value_whose_ttl_runs_out_is_an_expired_event_when_swept() {
-    let config: c19_state_default::DefaultState =
+    let config: c19_state_default::DefaultStateConfig =
         serde_json::from_value(json!({ "purge_interval": 50 })).unwrap();
     let state_shutdown = c19_core::Shutdown::new();
-    let state = c19_core::State::init(&config, state_shutdown.clone())
-        .await
-        .unwrap();
-    let server = start_with(state, HttpAgent::default()).await;
+    let cx = c19_core::LayerContext::new("state", state_shutdown.clone());
+    let state = c19_core::StateConfig::build(&config, &cx).await.unwrap();
+    let server = start_with(state, HttpAgentConfig::default()).await;
     let mut events = Events::open(&server.client, &server.url("/cat?watch=true"), None).await;
     server
         .put_json(json!({"cat": {"value": "garfield", "ttl": 100}}))

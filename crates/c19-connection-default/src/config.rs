@@ -10,19 +10,21 @@ use std::{
     time::Duration,
 };
 
-use c19_core::PeerProvider;
+use c19_core::PeerProviderConfig;
 use serde::{Deserialize, Serialize};
 use serde_with::{DisplayFromStr, PickFirst, serde_as};
 
 use crate::tls::PeerTls;
 
-/// The Default connection: pushes recent changes to a few random peers every
-/// `push_interval`, pulls the full state from a few random peers every `pull_interval`,
-/// and serves peers on `address:port`.
+/// The configuration of the Default connection (`kind: Default`): it pushes recent
+/// changes to a few peers at most once per `push_interval`, runs an anti-entropy
+/// exchange with a few random peers every `pull_interval` (a 0.1 peer's whole state is
+/// pulled instead), and serves peers on `address:port`. It builds the live
+/// [`DefaultConnection`](crate::DefaultConnection).
 #[serde_as]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DefaultConnection {
+pub struct DefaultConnectionConfig {
     /// The IP address the peer server binds to (`0.0.0.0`: every interface).
     #[serde(default = "default_address")]
     pub address: IpAddr,
@@ -80,7 +82,7 @@ pub struct DefaultConnection {
     pub sync_timeout: NonZeroU64,
     /// Who the peers are. Without one, this agent exchanges nothing (a warning says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_provider: Option<Box<dyn PeerProvider>>,
+    pub peer_provider: Option<Box<dyn PeerProviderConfig>>,
     /// Mutual TLS between agents; without it peers speak plaintext HTTP, as in 0.1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<PeerTls>,
@@ -138,7 +140,7 @@ fn default_sync_timeout() -> NonZeroU64 {
     non_zero_u64(10_000)
 }
 
-impl Default for DefaultConnection {
+impl Default for DefaultConnectionConfig {
     fn default() -> Self {
         Self {
             address: default_address(),
@@ -209,7 +211,7 @@ impl Settings {
 /// The longest a failing peer is skipped before it is tried again.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-impl DefaultConnection {
+impl DefaultConnectionConfig {
     /// The settings for a connection whose peer server listens on `listen_port` (the
     /// configured `port`, or the one the system chose when it is 0).
     pub(crate) fn settings(&self, listen_port: u16) -> Settings {
@@ -241,11 +243,11 @@ impl DefaultConnection {
 
 #[cfg(test)]
 mod tests {
-    use c19_core::Connection;
+    use c19_core::ConnectionConfig;
 
     use super::*;
 
-    fn parse(json: &str) -> Result<DefaultConnection, String> {
+    fn parse(json: &str) -> Result<DefaultConnectionConfig, String> {
         serde_json::from_str(json).map_err(|error| error.to_string())
     }
 
@@ -278,8 +280,8 @@ mod tests {
                 "peer_provider": {"kind": "Static", "peers": ["127.0.0.1", "10.0.0.2:4097"]}}"#,
         )
         .unwrap();
-        let peers = config.peer_provider.as_ref().unwrap().get();
-        assert_eq!(peers.len(), 2);
+        let peers = serde_json::to_value(config.peer_provider.as_ref().unwrap()).unwrap();
+        assert_eq!(peers["peers"], serde_json::json!(["127.0.0.1", "10.0.0.2:4097"]));
         assert_eq!(config.settings(4097).dial_port, 4097);
     }
 
@@ -335,7 +337,7 @@ mod tests {
 
     #[test]
     fn registers_as_kind_default() {
-        let connection: Box<dyn Connection> =
+        let connection: Box<dyn ConnectionConfig> =
             serde_json::from_str(r#"{"kind": "Default", "port": 4100, "address": "127.0.0.1"}"#)
                 .unwrap();
         let json = serde_json::to_value(&connection).unwrap();

@@ -1,7 +1,7 @@
 //! Readiness of the connection: it is ready once its first sync with a peer completed,
 //! so an agent that reports ready holds the data of the cluster.
 //!
-//! The `connection` component waits ([`c19_core::health::waiting`], named on `/readyz`
+//! The `connection` component waits ([`c19_core::Readiness::waiting`], named on `/readyz`
 //! as [`WAITING`]) until one of:
 //!
 //! - a pull (an anti-entropy exchange, or a 0.1 whole-state pull) with a peer completed;
@@ -17,10 +17,9 @@ use std::{
     time::Duration,
 };
 
-use c19_core::{Shutdown, health};
+use c19_core::{Readiness, Shutdown};
 
 /// The component this module reports for.
-const COMPONENT: &str = "connection";
 
 /// What `/readyz` says the connection waits for.
 pub(crate) const WAITING: &str = "first sync with a peer";
@@ -37,7 +36,7 @@ pub(crate) enum Settled<'a> {
 }
 
 /// The first sync of a connection, and the readiness that follows it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct FirstSync {
     /// Whether the connection turned ready.
     settled: AtomicBool,
@@ -49,22 +48,27 @@ pub(crate) struct FirstSync {
     stopped: Shutdown,
     /// How long the first sync may go without a peer answering.
     timeout: Duration,
+    /// The connection's entry on `/readyz`.
+    readiness: Readiness,
 }
 
 impl FirstSync {
     /// A first sync that waits up to `timeout` for a peer to answer, for a connection
     /// that stops with `stopped`; not started yet.
-    pub fn new(timeout: Duration, stopped: Shutdown) -> Self {
+    pub fn new(timeout: Duration, stopped: Shutdown, readiness: Readiness) -> Self {
         Self {
+            settled: AtomicBool::new(false),
+            receiving: AtomicBool::new(false),
+            overdue: AtomicBool::new(false),
             stopped,
             timeout,
-            ..Self::default()
+            readiness,
         }
     }
 
     /// Reports the connection as waiting for its first sync.
     pub fn begin(&self) {
-        health::waiting(COMPONENT, WAITING);
+        self.readiness.waiting(WAITING);
     }
 
     /// Whether the connection turned ready.
@@ -94,7 +98,7 @@ impl FirstSync {
         if self.stopped.is_cancelled() || self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
-        health::ready(COMPONENT);
+        self.readiness.ready();
         match why {
             Settled::Synced(peer) => {
                 tracing::info!(%peer, "first sync with a peer completed; the connection is ready");
@@ -142,7 +146,7 @@ mod tests {
     #[test]
     fn settles_once_and_never_while_stopping() {
         let stop = Shutdown::new();
-        let first = FirstSync::new(Duration::from_secs(1), stop.clone());
+        let first = FirstSync::new(Duration::from_secs(1), stop.clone(), Readiness::for_component("connection"));
         assert!(!first.is_settled());
         first.pulled("a", false);
         assert!(
@@ -152,7 +156,7 @@ mod tests {
         first.pulled("a", true);
         assert!(first.is_settled());
 
-        let stopping = FirstSync::new(Duration::from_secs(1), stop.clone());
+        let stopping = FirstSync::new(Duration::from_secs(1), stop.clone(), Readiness::for_component("connection"));
         stop.cancel();
         stopping.settle(Settled::NoPeer);
         assert!(!stopping.is_settled());
@@ -162,14 +166,14 @@ mod tests {
     async fn times_out_unless_a_pull_is_receiving() {
         let shutdown = Shutdown::new();
         let timeout = Duration::from_secs(10);
-        let idle = FirstSync::new(timeout, Shutdown::new());
+        let idle = FirstSync::new(timeout, Shutdown::new(), Readiness::for_component("connection"));
         idle.time_out(&shutdown).await;
         assert!(
             idle.is_settled(),
             "nobody answered: ready after the timeout"
         );
 
-        let busy = FirstSync::new(timeout, Shutdown::new());
+        let busy = FirstSync::new(timeout, Shutdown::new(), Readiness::for_component("connection"));
         busy.heard();
         busy.time_out(&shutdown).await;
         assert!(!busy.is_settled(), "a pull under way is let finish");

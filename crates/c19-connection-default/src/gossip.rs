@@ -10,7 +10,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use c19_core::{Applied, Diff, PeerProvider, SafeState};
+use c19_core::{Applied, Diff, PeerProvider, Points, SafeState};
 
 mod exchange;
 
@@ -170,31 +170,22 @@ impl Gossip<'_> {
         self.judge(target, result)
     }
 
-    /// Merges a pulled state. While catching up, notes the stretch of history it filled
-    /// when nothing else changed the state meanwhile.
+    /// Merges a pulled state. While catching up, notes the stretch of history it filled.
     async fn merge(&self, body: Bytes) -> Result<Applied> {
         let state = self.state.clone();
-        let before = state.head();
-        let (applied, after) = tokio::task::spawn_blocking(move || {
-            let applied = state.set(&body);
-            (applied, state.head())
-        })
-        .await?;
-        let applied = applied?;
-        self.note_pulled(before, after, applied.applied);
+        let applied = tokio::task::spawn_blocking(move || state.set(&body)).await??;
+        self.note_pulled(applied.points);
         Ok(applied)
     }
 
-    /// While catching up, notes the stretch `(before, after]` of history that a merge of
-    /// `count` pulled entries filled, when nothing else changed the state meanwhile.
-    fn note_pulled(&self, before: u64, after: u64, count: usize) {
-        // Each change takes the next point, so a stretch as long as the number of changes
-        // holds this merge and nothing else. A state numbering otherwise never matches.
-        let count = u64::try_from(count).unwrap_or(u64::MAX);
-        if self.catching_up.load(Ordering::Relaxed)
-            && count > 0
-            && after.checked_sub(before) == Some(count)
-        {
+    /// While catching up, notes the stretch of history that a merge of pulled entries
+    /// took, as the state reported it ([`Applied::points`]: consecutive points no other
+    /// change shares). A state that does not say leaves nothing noted, and what it
+    /// pulled is pushed on like any news.
+    fn note_pulled(&self, points: Option<Points>) {
+        let Some(points) = points else { return };
+        if self.catching_up.load(Ordering::Relaxed) {
+            let (before, after) = (points.first.saturating_sub(1), points.last);
             let mut pulled = self
                 .pulled
                 .lock()

@@ -105,35 +105,35 @@ mod tests;
 
 use std::{net::SocketAddr, sync::Arc};
 
+#[cfg(test)]
+use c19_core::Shutdown;
 use c19_core::{
-    Connection, LayerError, SafeState, Shutdown, reexports::futures::future::BoxFuture,
+    Connection, ConnectionConfig, LayerContext, LayerError, PeerProvider, SafeState,
+    reexports::futures::future::BoxFuture,
 };
 use tokio::net::TcpListener;
 
-pub use config::DefaultConnection;
+pub use config::DefaultConnectionConfig;
 pub use error::{Error, Result};
 pub use identity::{NODE_HEADER, NodeId};
 pub use stats::{Stats, StatsSnapshot};
 pub use tls::{PeerTls, TlsMode};
 
 use crate::{
-    client::PeerClient, first_sync::FirstSync, gossip::Gossip, peers::PeerBook, server::PeerServer,
+    client::PeerClient, config::Settings, first_sync::FirstSync, gossip::Gossip, peers::PeerBook,
+    server::PeerServer,
 };
 
 #[typetag::serde(name = "Default")]
-impl Connection for DefaultConnection {
-    fn start(&self, state: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
+impl ConnectionConfig for DefaultConnectionConfig {
+    fn build<'a>(
+        &'a self,
+        cx: &'a LayerContext,
+        state: SafeState,
+    ) -> BoxFuture<'a, Result<Box<dyn Connection>, LayerError>> {
         Box::pin(async move {
-            // Bad TLS files are a start-up error, before the port is taken.
-            let tls = self.load_tls()?;
-            let addr = SocketAddr::new(self.address, self.port);
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| LayerError::Bind {
-                    addr: addr.to_string(),
-                    source,
-                })?;
-            self.run_with(listener, state, shutdown, tls).await
+            let live = self.build_live(cx, state).await?;
+            Ok(Box::new(live) as Box<dyn Connection>)
         })
     }
 
@@ -148,7 +148,7 @@ struct LoadedTls {
     config: PeerTls,
 }
 
-impl DefaultConnection {
+impl DefaultConnectionConfig {
     /// Loads and checks the TLS files, when TLS is configured.
     fn load_tls(&self) -> Result<Option<LoadedTls>, LayerError> {
         let Some(config) = &self.tls else {
@@ -163,7 +163,31 @@ impl DefaultConnection {
         }))
     }
 
-    /// Runs the connection on an already bound `listener` until `shutdown` is cancelled.
+    /// Builds the live connection: loads the TLS files (bad ones are a start-up
+    /// error, before the port is taken) and builds the peer provider.
+    async fn build_live(
+        &self,
+        cx: &LayerContext,
+        state: SafeState,
+    ) -> Result<DefaultConnection, LayerError> {
+        let tls = self.load_tls()?;
+        let provider = match &self.peer_provider {
+            Some(provider) => Some(provider.build(&cx.child("peer_provider")).await?),
+            None => None,
+        };
+        Ok(DefaultConnection {
+            cx: cx.clone(),
+            state,
+            addr: SocketAddr::new(self.address, self.port),
+            settings: self.settings(self.port),
+            dial_listen_port: self.port == 0 && self.target_port.is_none(),
+            provider,
+            tls,
+        })
+    }
+
+    /// Builds the connection and runs it on an already bound `listener` until
+    /// `shutdown` is cancelled.
     #[cfg(test)]
     async fn run(
         &self,
@@ -171,38 +195,81 @@ impl DefaultConnection {
         state: SafeState,
         shutdown: Shutdown,
     ) -> Result<(), LayerError> {
-        let tls = self.load_tls()?;
-        self.run_with(listener, state, shutdown, tls).await
+        let cx = LayerContext::new("connection", shutdown);
+        self.build_live(&cx, state).await?.serve(listener).await
     }
+}
 
-    async fn run_with(
-        &self,
-        listener: TcpListener,
-        state: SafeState,
-        shutdown: Shutdown,
-        tls: Option<LoadedTls>,
-    ) -> Result<(), LayerError> {
+/// The live Default connection, built by [`DefaultConnectionConfig`]: its peer server,
+/// publisher and receiver run from [`Connection::run`] until the context's shutdown.
+pub struct DefaultConnection {
+    cx: LayerContext,
+    state: SafeState,
+    /// Where the peer server listens.
+    addr: SocketAddr,
+    /// The settings (`dial_port` as configured).
+    settings: Settings,
+    /// Whether peers are dialled on the port the server gets (`port: 0` without
+    /// `target_port`).
+    dial_listen_port: bool,
+    provider: Option<Arc<dyn PeerProvider>>,
+    tls: Option<LoadedTls>,
+}
+
+impl std::fmt::Debug for DefaultConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultConnection")
+            .field("addr", &self.addr)
+            .field("provider", &self.provider)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection for DefaultConnection {
+    fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), LayerError>> {
+        Box::pin(async move {
+            let listener =
+                TcpListener::bind(self.addr)
+                    .await
+                    .map_err(|source| LayerError::Bind {
+                        addr: self.addr.to_string(),
+                        source,
+                    })?;
+            self.serve(listener).await
+        })
+    }
+}
+
+impl DefaultConnection {
+    /// Runs on an already bound `listener` until the context's shutdown.
+    async fn serve(self, listener: TcpListener) -> Result<(), LayerError> {
+        let shutdown = self.cx.shutdown().clone();
         let local = listener.local_addr()?;
-        let mut settings = self.settings(local.port());
-        if tls.is_some() {
+        let mut settings = self.settings;
+        if self.dial_listen_port {
+            settings.dial_port = local.port();
+        }
+        if self.tls.is_some() {
             settings = settings.with_tls();
         }
         let node = NodeId::random();
         let stats = Arc::new(Stats::default());
-        let first_sync = FirstSync::new(settings.sync_timeout, shutdown.clone());
+        let first_sync = FirstSync::new(
+            settings.sync_timeout,
+            shutdown.clone(),
+            self.cx.readiness(),
+        );
         first_sync.begin();
         tracing::info!(%local, node = %node, "peer server listening");
 
-        let provider = self.peer_provider.as_deref();
-        match provider {
-            Some(provider) => provider.init(shutdown.child_token()).await?,
-            None => tracing::warn!(
-                "no peer_provider configured: this agent exchanges its state with nobody"
-            ),
+        let provider = self.provider.as_deref();
+        if provider.is_none() {
+            tracing::warn!("no peer_provider configured: this agent exchanges its state with nobody");
         }
         let tls_error =
             |error: c19_tls::Error| LayerError::other(format!("connection.tls: {error}"));
-        let (acceptor, client_tls) = match &tls {
+        let (acceptor, client_tls) = match &self.tls {
             None => (None, None),
             Some(LoadedTls { identity, config }) => {
                 c19_tls::export_expiry("connection", identity);
@@ -228,6 +295,7 @@ impl DefaultConnection {
                 )
             }
         };
+        let state = self.state;
         let server = Arc::new(PeerServer {
             state: state.clone(),
             node: node.clone(),

@@ -371,7 +371,9 @@ fn field_error(
             known,
         };
     }
-    let variable = format!("C19_{}", field.to_ascii_uppercase().replace('.', "__"));
+    // An item of a list names the list's variable.
+    let list_field = field.split('[').next().unwrap_or(&field);
+    let variable = format!("C19_{}", list_field.to_ascii_uppercase().replace('.', "__"));
     let origin = match overrides.get(&variable) {
         Some(value) => format!(" (from environment variable {variable}={value})"),
         None => String::new(),

@@ -7,14 +7,14 @@
 use std::collections::BTreeMap;
 
 use c19_core::{
-    Agent, Config, Connection, DataSeeder, LayerError, Peer, PeerError, PeerProvider, SafeState,
-    SeedError, Shutdown, State, StateError,
-    config::ConfigError,
-    reexports::{bytes::Bytes, futures::future::BoxFuture},
-    registry,
-    state::{Applied, Diff, StateValue},
+    Agent, AgentConfig, Config, Connection, ConnectionConfig, DataSeeder, DataSeederConfig,
+    LayerContext, LayerError, Peer, PeerError, PeerProvider, PeerProviderConfig, SafeState,
+    SeedError, StateConfig, StateError, config::ConfigError,
+    reexports::futures::future::BoxFuture, registry,
 };
 use serde::{Deserialize, Serialize};
+
+// These layers are only ever deserialized: building one is an error.
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,9 +24,13 @@ struct TestAgent {
 }
 
 #[typetag::serde(name = "Default")]
-impl Agent for TestAgent {
-    fn start(&self, _: SafeState, _: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
-        Box::pin(async { Ok(()) })
+impl AgentConfig for TestAgent {
+    fn build<'a>(
+        &'a self,
+        _: &'a LayerContext,
+        _: SafeState,
+    ) -> BoxFuture<'a, Result<Box<dyn Agent>, LayerError>> {
+        Box::pin(async { Err(LayerError::other("a test agent is not built")) })
     }
 }
 
@@ -38,34 +42,16 @@ struct TestState {
     #[serde(default)]
     purge_interval: Option<u64>,
     #[serde(default)]
-    data_seeder: Option<Box<dyn DataSeeder>>,
+    data_seeder: Option<Box<dyn DataSeederConfig>>,
+    /// A list field no core code knows of: environment lists are generic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<u16>,
 }
 
 #[typetag::serde(name = "Default")]
-impl State for TestState {
-    fn init(&self, _: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
-        Box::pin(async { Err(StateError::Unsupported("init")) })
-    }
-    fn version(&self) -> String {
-        String::new()
-    }
-    fn set(&self, _: &dyn StateValue) -> Result<Applied, StateError> {
-        Err(StateError::Unsupported("set"))
-    }
-    fn get(&self, _: &dyn StateValue) -> Option<Bytes> {
-        None
-    }
-    fn delete(&self, _: &dyn StateValue) -> Result<bool, StateError> {
-        Err(StateError::Unsupported("delete"))
-    }
-    fn diff(&self, _: u64, _: usize) -> Result<Diff, StateError> {
-        Err(StateError::Unsupported("diff"))
-    }
-    fn head(&self) -> u64 {
-        0
-    }
-    fn get_root(&self) -> Bytes {
-        Bytes::new()
+impl StateConfig for TestState {
+    fn build<'a>(&'a self, _: &'a LayerContext) -> BoxFuture<'a, Result<SafeState, StateError>> {
+        Box::pin(async { Err(StateError::Unsupported("building a test state")) })
     }
 }
 
@@ -84,13 +70,17 @@ struct TestConnection {
     r0: Option<usize>,
     #[serde(default)]
     timeout: Option<u64>,
-    peer_provider: Option<Box<dyn PeerProvider>>,
+    peer_provider: Option<Box<dyn PeerProviderConfig>>,
 }
 
 #[typetag::serde(name = "Default")]
-impl Connection for TestConnection {
-    fn start(&self, _: SafeState, _: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
-        Box::pin(async { Ok(()) })
+impl ConnectionConfig for TestConnection {
+    fn build<'a>(
+        &'a self,
+        _: &'a LayerContext,
+        _: SafeState,
+    ) -> BoxFuture<'a, Result<Box<dyn Connection>, LayerError>> {
+        Box::pin(async { Err(LayerError::other("a test connection is not built")) })
     }
 }
 
@@ -101,12 +91,12 @@ struct TestStatic {
 }
 
 #[typetag::serde(name = "Static")]
-impl PeerProvider for TestStatic {
-    fn init(&self, _: Shutdown) -> BoxFuture<'_, Result<(), PeerError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn get(&self) -> Vec<Peer> {
-        self.peers.clone()
+impl PeerProviderConfig for TestStatic {
+    fn build<'a>(
+        &'a self,
+        _: &'a LayerContext,
+    ) -> BoxFuture<'a, Result<std::sync::Arc<dyn PeerProvider>, PeerError>> {
+        Box::pin(async { Err(PeerError::Other("a test provider is not built".into())) })
     }
 }
 
@@ -120,12 +110,12 @@ struct TestK8s {
 }
 
 #[typetag::serde(name = "K8s")]
-impl PeerProvider for TestK8s {
-    fn init(&self, _: Shutdown) -> BoxFuture<'_, Result<(), PeerError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn get(&self) -> Vec<Peer> {
-        Vec::new()
+impl PeerProviderConfig for TestK8s {
+    fn build<'a>(
+        &'a self,
+        _: &'a LayerContext,
+    ) -> BoxFuture<'a, Result<std::sync::Arc<dyn PeerProvider>, PeerError>> {
+        Box::pin(async { Err(PeerError::Other("a test provider is not built".into())) })
     }
 }
 
@@ -136,12 +126,12 @@ struct TestFile {
 }
 
 #[typetag::serde(name = "File")]
-impl DataSeeder for TestFile {
-    fn load(&self) -> BoxFuture<'_, Result<Bytes, SeedError>> {
-        Box::pin(async { Ok(Bytes::new()) })
-    }
-    fn source_name(&self) -> String {
-        self.filename.clone()
+impl DataSeederConfig for TestFile {
+    fn build<'a>(
+        &'a self,
+        _: &'a LayerContext,
+    ) -> BoxFuture<'a, Result<Box<dyn DataSeeder>, SeedError>> {
+        Box::pin(async { Err(SeedError::Other("a test seeder is not built".into())) })
     }
 }
 
@@ -244,6 +234,36 @@ fn env_overrides_set_integers_strings_and_lists() {
     assert_eq!(
         value["spec"]["connection"]["peer_provider"]["peers"],
         serde_json::json!(["10.0.0.1", "10.0.0.2:4098"])
+    );
+}
+
+#[test]
+fn any_list_field_of_any_layer_takes_a_comma_separated_variable() {
+    let config = Config::from_yaml_with_env(
+        "config.yml",
+        PROTOCOL_EXAMPLE,
+        env(&[
+            ("C19_SPEC__STATE__PORTS", "4000, 4001"),
+            ("C19_SPEC__CONNECTION__PEER_PROVIDER__PEERS", "10.0.0.9"),
+        ]),
+    )
+    .unwrap();
+    let value = json(&config);
+    assert_eq!(value["spec"]["state"]["ports"], serde_json::json!([4000, 4001]));
+    assert_eq!(
+        value["spec"]["connection"]["peer_provider"]["peers"],
+        serde_json::json!(["10.0.0.9"])
+    );
+    let error = Config::from_yaml_with_env(
+        "config.yml",
+        PROTOCOL_EXAMPLE,
+        env(&[("C19_SPEC__STATE__PORTS", "4000,high")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("spec.state.ports") && error.contains("C19_SPEC__STATE__PORTS=4000,high"),
+        "{error}"
     );
 }
 

@@ -7,7 +7,8 @@ use std::{
 };
 
 use c19_core::{
-    Agent, Config, Connection, Error, LayerError, SafeState, Shutdown, State, StateError, health,
+    Agent, AgentConfig, Config, Connection, ConnectionConfig, Error, LayerContext, LayerError,
+    SafeState, Shutdown, State, StateConfig, StateError, health,
     reexports::{bytes::Bytes, futures::future::BoxFuture},
     run_until,
     state::{Applied, Diff, StateValue},
@@ -27,16 +28,22 @@ fn events() -> Vec<String> {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct NullState;
+struct NullStateConfig;
 
 #[typetag::serde(name = "Null")]
-impl State for NullState {
-    fn init(&self, _: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
+impl StateConfig for NullStateConfig {
+    fn build<'a>(&'a self, _: &'a LayerContext) -> BoxFuture<'a, Result<SafeState, StateError>> {
         Box::pin(async {
             event("state init");
             Ok(Arc::new(NullState) as SafeState)
         })
     }
+}
+
+#[derive(Debug)]
+struct NullState;
+
+impl State for NullState {
     fn version(&self) -> String {
         String::new()
     }
@@ -61,38 +68,77 @@ impl State for NullState {
 }
 
 /// Serves until stopped (`fail: false`) or fails at once (`fail: true`).
-#[derive(Debug, Serialize, Deserialize)]
-struct Probe {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ProbeConfig {
     name: String,
     fail: bool,
 }
 
-impl Probe {
-    async fn serve(&self, shutdown: Shutdown) -> Result<(), LayerError> {
-        event(&format!("{} start", self.name));
-        if self.fail {
-            return Err(LayerError::other(format!("{} broke", self.name)));
+impl ProbeConfig {
+    fn live(&self, cx: &LayerContext) -> Probe {
+        assert_eq!(cx.component(), self.name, "each layer gets its own context");
+        Probe {
+            config: self.clone(),
+            cx: cx.clone(),
         }
-        health::ready(&self.name);
-        shutdown.cancelled().await;
+    }
+}
+
+/// A built probe.
+struct Probe {
+    config: ProbeConfig,
+    cx: LayerContext,
+}
+
+impl Probe {
+    async fn serve(self) -> Result<(), LayerError> {
+        let name = &self.config.name;
+        event(&format!("{name} start"));
+        if self.config.fail {
+            return Err(LayerError::other(format!("{name} broke")));
+        }
+        self.cx.readiness().ready();
+        self.cx.shutdown().cancelled().await;
         // Something still to do after the signal, like finishing requests or a last push.
         tokio::task::yield_now().await;
-        event(&format!("{} stop", self.name));
+        event(&format!("{name} stop"));
         Ok(())
     }
 }
 
 #[typetag::serde(name = "ProbeAgent")]
-impl Agent for Probe {
-    fn start(&self, _: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
-        Box::pin(self.serve(shutdown))
+impl AgentConfig for ProbeConfig {
+    fn build<'a>(
+        &'a self,
+        cx: &'a LayerContext,
+        _: SafeState,
+    ) -> BoxFuture<'a, Result<Box<dyn Agent>, LayerError>> {
+        let probe = self.live(cx);
+        Box::pin(async move { Ok(Box::new(probe) as Box<dyn Agent>) })
     }
 }
 
 #[typetag::serde(name = "ProbeConnection")]
+impl ConnectionConfig for ProbeConfig {
+    fn build<'a>(
+        &'a self,
+        cx: &'a LayerContext,
+        _: SafeState,
+    ) -> BoxFuture<'a, Result<Box<dyn Connection>, LayerError>> {
+        let probe = self.live(cx);
+        Box::pin(async move { Ok(Box::new(probe) as Box<dyn Connection>) })
+    }
+}
+
+impl Agent for Probe {
+    fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), LayerError>> {
+        Box::pin(self.serve())
+    }
+}
+
 impl Connection for Probe {
-    fn start(&self, _: SafeState, shutdown: Shutdown) -> BoxFuture<'_, Result<(), LayerError>> {
-        Box::pin(self.serve(shutdown))
+    fn run(self: Box<Self>) -> BoxFuture<'static, Result<(), LayerError>> {
+        Box::pin(self.serve())
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use c19_agent_http::HttpAgent;
+use c19_agent_http::HttpAgentConfig;
 use c19_core::{SafeState, Shutdown};
 use c19_state_default::DefaultState;
 use serde_json::Value;
@@ -26,12 +26,12 @@ pub struct Server {
 }
 
 /// Serves a fresh Default state with `config` on a free loopback port.
-pub async fn start(config: HttpAgent) -> Server {
+pub async fn start(config: HttpAgentConfig) -> Server {
     start_with(Arc::new(DefaultState::default()), config).await
 }
 
 /// Serves `state` with `config` on a free loopback port.
-pub async fn start_with(state: SafeState, config: HttpAgent) -> Server {
+pub async fn start_with(state: SafeState, config: HttpAgentConfig) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let shutdown = Shutdown::new();
@@ -58,7 +58,7 @@ pub async fn start_with(state: SafeState, config: HttpAgent) -> Server {
 
 /// Serves with the default configuration.
 pub async fn start_default() -> Server {
-    start(HttpAgent::default()).await
+    start(HttpAgentConfig::default()).await
 }
 
 /// A response's status and body parsed as JSON (`Null` when empty).

@@ -141,13 +141,10 @@ impl Gossip<'_> {
     ) -> Result<Applied> {
         let mut answer: Option<Bytes> = None;
         let mut coding: Option<Coding> = None;
-        let mut merged = 0;
         for sent in 0..MAX_MESSAGES {
-            let (back, request, before, after) = self.step(session, answer.take()).await?;
+            let (back, request) = self.step(session, answer.take()).await?;
             session = back;
-            let total = session.applied().applied;
-            self.note_pulled(before, after, total.saturating_sub(merged));
-            merged = total;
+            self.note_pulled(session.written());
             let Some(request) = request? else {
                 return Ok(session.applied());
             };
@@ -171,18 +168,15 @@ impl Gossip<'_> {
     }
 
     /// One step of `session` off the async workers (merging a page is real work); returns
-    /// the session, its next request, and the state's head before and after.
+    /// the session and its next request.
     async fn step(
         &self,
         mut session: Box<dyn SyncSession>,
         answer: Option<Bytes>,
-    ) -> Result<(Box<dyn SyncSession>, Result<Option<Bytes>>, u64, u64)> {
-        let state = self.state.clone();
+    ) -> Result<(Box<dyn SyncSession>, Result<Option<Bytes>>)> {
         Ok(tokio::task::spawn_blocking(move || {
-            let before = state.head();
             let request = session.step(answer.as_deref()).map_err(Error::State);
-            let after = state.head();
-            (session, request, before, after)
+            (session, request)
         })
         .await?)
     }

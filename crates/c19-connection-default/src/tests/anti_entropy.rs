@@ -17,7 +17,9 @@ const LIMIT: usize = 64 << 20;
 const TS: u64 = 1_700_000_000_000;
 
 fn provider(peers: &[String]) -> StaticPeerProvider {
-    serde_json::from_value(json!({ "peers": peers })).unwrap()
+    StaticPeerProvider {
+        peers: peers.iter().map(|peer| peer.parse().unwrap()).collect(),
+    }
 }
 
 fn default_state() -> (Arc<DefaultState>, SafeState) {

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use c19_core::{Connection, Shutdown};
+use c19_core::{ConnectionConfig, LayerContext, Shutdown};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -64,8 +64,12 @@ async fn start_fails_naming_the_address_when_the_port_is_taken() {
     let mut config = config(&[]);
     config.port = port;
     let (_, shared) = MemState::shared();
+    let cx = LayerContext::new("connection", Shutdown::new());
     let error = config
-        .start(shared, Shutdown::new())
+        .build(&cx, shared)
+        .await
+        .unwrap()
+        .run()
         .await
         .unwrap_err()
         .to_string();
@@ -80,7 +84,10 @@ async fn stops_when_shutdown_is_cancelled() {
     let stop = Shutdown::new();
     let running = tokio::spawn({
         let stop = stop.clone();
-        async move { config.start(shared, stop).await }
+        async move {
+            let cx = LayerContext::new("connection", stop);
+            config.build(&cx, shared).await?.run().await
+        }
     });
     stop.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), running).await;

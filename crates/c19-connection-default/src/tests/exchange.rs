@@ -14,7 +14,9 @@ use crate::{
 };
 
 fn provider(peers: &[String]) -> StaticPeerProvider {
-    serde_json::from_value(json!({ "peers": peers })).unwrap()
+    StaticPeerProvider {
+        peers: peers.iter().map(|peer| peer.parse().unwrap()).collect(),
+    }
 }
 
 #[tokio::test]

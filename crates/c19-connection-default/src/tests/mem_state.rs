@@ -9,8 +9,7 @@ use std::{
 
 use bytes::Bytes;
 use c19_core::{
-    Applied, Diff, SafeState, Shutdown, State, StateError, StateValue,
-    reexports::futures::future::{self, BoxFuture},
+    Applied, Diff, SafeState, State, StateError, StateValue,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -84,11 +83,7 @@ fn to_json(key: &str, entry: &Entry) -> String {
     )
 }
 
-#[typetag::serde(name = "MemState")]
 impl State for MemState {
-    fn init(&self, _shutdown: Shutdown) -> BoxFuture<'_, Result<SafeState, StateError>> {
-        Box::pin(future::ready(Err(StateError::Unsupported("init"))))
-    }
 
     fn version(&self) -> String {
         let inner = self.inner();
@@ -118,6 +113,7 @@ impl State for MemState {
         }
         let mut inner = self.inner();
         let mut applied = Applied::default();
+        let before = inner.head;
         for (key, value, ts) in incoming {
             let wins = match inner.entries.get(&key) {
                 None => true,
@@ -132,7 +128,9 @@ impl State for MemState {
                 applied.ignored += 1;
             }
         }
-        Ok(applied)
+        // Under one lock: the points this batch took are its own.
+        let taken = u64::try_from(applied.applied).unwrap();
+        Ok(applied.with_points(c19_core::Points::after(before, taken)))
     }
 
     fn get(&self, key: &dyn StateValue) -> Option<Bytes> {

@@ -28,11 +28,11 @@ use axum::{
 };
 use bytes::Bytes;
 use c19_core::{PeerProvider, SafeState, Shutdown};
-use c19_peer_provider_static::StaticPeerProvider;
+use c19_peer_provider_static::StaticPeerProviderConfig;
 use tokio::net::TcpListener;
 
 use crate::{
-    DefaultConnection,
+    DefaultConnectionConfig,
     client::PeerClient,
     gossip::Gossip,
     identity::NodeId,
@@ -60,10 +60,10 @@ where
 }
 
 /// A configuration for tests: fast rounds on 127.0.0.1, the given peers.
-pub(crate) fn config(peers: &[String]) -> DefaultConnection {
-    let provider: StaticPeerProvider =
+pub(crate) fn config(peers: &[String]) -> DefaultConnectionConfig {
+    let provider: StaticPeerProviderConfig =
         serde_json::from_value(serde_json::json!({ "peers": peers })).unwrap();
-    let mut config: DefaultConnection = serde_json::from_value(serde_json::json!({
+    let mut config: DefaultConnectionConfig = serde_json::from_value(serde_json::json!({
         "address": "127.0.0.1", "port": 0, "push_interval": 50, "pull_interval": 1000,
         "timeout": 500,
     }))
@@ -186,7 +186,7 @@ impl Recorder {
 
 /// The client side of a connection with `config`, listening (notionally) on `own_port`.
 pub(crate) fn gossip<'a>(
-    config: &DefaultConnection,
+    config: &DefaultConnectionConfig,
     provider: &'a dyn PeerProvider,
     state: SafeState,
     own_port: u16,
@@ -207,6 +207,10 @@ pub(crate) fn gossip<'a>(
         pulled: Default::default(),
         catching_up: true.into(),
         dialects: Default::default(),
-        first_sync: Default::default(),
+        first_sync: crate::first_sync::FirstSync::new(
+            settings.sync_timeout,
+            Shutdown::new(),
+            c19_core::Readiness::for_component("connection"),
+        ),
     }
 }
