@@ -1,5 +1,5 @@
 //! Helpers of the `ops_*` tests: reading Prometheus metrics and Server-Sent Events.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::{collections::BTreeMap, time::Duration};
 
