@@ -19,6 +19,8 @@
 //! - An exchange ([`State::sync_open`]) is one round trip of whole states: the session
 //!   sends everything this state holds, the answering state merges it and answers with
 //!   everything it holds. Cheap to write, not to run: fine for tests.
+//!   [`MemState::without_exchanges`] turns exchanges off, to test a connection's
+//!   fallback.
 
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},
@@ -106,6 +108,7 @@ pub struct MemState {
     default_ttl: Option<u64>,
     changes: broadcast::Sender<Change>,
     head: watch::Sender<u64>,
+    exchanges: bool,
 }
 
 impl Default for MemState {
@@ -127,7 +130,16 @@ impl MemState {
             default_ttl: ttl,
             changes: broadcast::channel(SUBSCRIBER_CAPACITY).0,
             head: watch::channel(0).0,
+            exchanges: true,
         }
+    }
+
+    /// The same state without exchanges: `sync_open` and `sync_answer` answer
+    /// [`StateError::Unsupported`], as a state that offers none does (a connection
+    /// then pulls whole states, the path 0.1 took).
+    pub fn without_exchanges(mut self) -> Self {
+        self.exchanges = false;
+        self
     }
 
     /// A new empty state, both as itself (for [`MemState::put`], [`MemState::value`],
@@ -414,6 +426,9 @@ impl State for MemState {
     }
 
     fn sync_open(self: Arc<Self>, _max_bytes: usize) -> Result<Box<dyn SyncSession>, StateError> {
+        if !self.exchanges {
+            return Err(StateError::Unsupported("anti-entropy exchanges"));
+        }
         Ok(Box::new(FullExchange {
             state: self,
             sent: false,
@@ -423,6 +438,9 @@ impl State for MemState {
     }
 
     fn sync_answer(&self, request: &[u8], _max_bytes: usize) -> Result<Bytes, StateError> {
+        if !self.exchanges {
+            return Err(StateError::Unsupported("anti-entropy exchanges"));
+        }
         self.set(&request)?;
         Ok(self.get_root())
     }

@@ -36,6 +36,17 @@ async fn mem_state_built_from_its_config_keeps_the_state_contract() {
     let _ = MemStateConfig::default();
 }
 
+#[tokio::test]
+async fn mem_state_without_exchanges_passes_with_them_skipped() {
+    let report =
+        state::run(|| async { Arc::new(MemState::new().without_exchanges()) as SafeState }).await;
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(
+        report.skipped[0].starts_with("exchanges: skipped"),
+        "{report:?}"
+    );
+}
+
 /// Only the required methods of `State`, delegated to a MemState: no subscriptions,
 /// no exchanges, no `watch_head`, no points said.
 #[derive(Debug, Default)]
