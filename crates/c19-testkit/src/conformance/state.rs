@@ -1,6 +1,6 @@
 //! The conformance suite of the state layer: [`run`] checks an implementation of
-//! [`State`] against the contract written in [`c19_core::state`] (its rules 1 to 5;
-//! rule 6, no blocking on the network, cannot be seen from outside).
+//! [`State`](c19_core::State) against the contract written in [`c19_core::state`] (its
+//! rules 1 to 5; rule 6, no blocking on the network, cannot be seen from outside).
 //!
 //! The suite is for states of the `Default` data format ([`c19_core::entry`]): it
 //! writes batches such as `{"cat": {"value": "garfield", "ts": 1700000000000}}`,
@@ -22,7 +22,7 @@
 //!    later and loses to newer ones.
 //! 3. **TTL**: a value past its `ttl` is not returned, one already expired when merged
 //!    neither; a value without `ttl` stays (polled with
-//!    [`wait_until`](crate::wait_until), not slept).
+//!    [`wait_until`], not slept).
 //! 4. **All or nothing** (rule 2): a batch with one bad entry (a missing `value`, a
 //!    `ts` that is not a number, an entry that is not an object), or a body that is not
 //!    a JSON object, is refused with [`StateError::Invalid`] and changes nothing: same
@@ -46,8 +46,9 @@
 //!    says `None`). Afterwards the opening side holds the union, newest entries and
 //!    tombstones winning; once the other side has opened one too, both hold it with
 //!    equal `version()`. Between states that have each completed an exchange, one
-//!    exchange repairs both sides. [`SyncSession::written`], when said, matches how far
-//!    `head()` moved in that step; an exchange between equals moves no head.
+//!    exchange repairs both sides.
+//!    [`SyncSession::written`](c19_core::SyncSession::written), when said, matches how
+//!    far `head()` moved in that step; an exchange between equals moves no head.
 //!
 //!    Why not both sides from the first exchange: a state may give nothing to a peer
 //!    that never completed an exchange of its own (the Default state treats it as a
@@ -58,9 +59,10 @@
 //! # What the constructor must build
 //!
 //! A fresh, empty state whose values live for ever unless they carry a `ttl` (no
-//! default TTL), that refuses nothing merged with [`State::set`] for being a little in
-//! the past or the future (timestamps are within a minute of the clock), and whose
-//! tombstones are not swept during the suite (it runs for some seconds).
+//! default TTL), that refuses nothing merged with
+//! [`State::set`](c19_core::State::set) for being a little in the past or the future
+//! (timestamps are within a minute of the clock), and whose tombstones are not swept
+//! during the suite (it runs for some seconds).
 
 use std::{future::Future, time::Duration};
 
