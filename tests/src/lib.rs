@@ -1,15 +1,15 @@
-//! Harness for c19's multi-process tests: start agents as real processes on free
-//! loopback ports, wait for them by polling, stop, pause and restart them.
+//! c19's multi-process tests and benchmarks.
 //!
-//! Integration tests in this package get the agent binary with [`agent_bin!`]; other
-//! packages can pass any `c19` binary path.
+//! The harness they use (agents as real processes on free loopback ports, polling,
+//! links that cut and heal, test certificates) lives in the publishable `c19-testkit`
+//! crate, re-exported here under its old paths. Integration tests in this package get
+//! the agent binary with [`agent_bin!`]; other packages pass any `c19` binary path to
+//! the testkit directly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bench;
-pub mod harness;
-pub mod pki;
-pub mod proxy;
 
+pub use c19_testkit::{fixtures, harness, pki, proxy, sse};
 pub use harness::{Cluster, ClusterBuilder, Node, free_port, http, wait_until};
 
 /// The path of the `c19-agent` binary that cargo built for this package's tests.

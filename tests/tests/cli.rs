@@ -9,7 +9,11 @@ use std::{
     time::Duration,
 };
 
-use c19_tests::{Node, agent_bin, free_port};
+use c19_tests::{
+    Node, agent_bin,
+    fixtures::{CONFIGMAP_EXAMPLE, PROTOCOL_EXAMPLE},
+    free_port,
+};
 
 fn c19(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(agent_bin!());
@@ -48,56 +52,6 @@ fn effective(yaml: &str, env: &[(&str, &str)]) -> serde_json::Value {
     assert_eq!(code, 0, "--check failed: {out}");
     serde_json::from_str(&out).unwrap()
 }
-
-/// The configuration in `shared/c19-protocol.md`.
-const PROTOCOL_EXAMPLE: &str = "version: 0.1
-spec:
-  agent:
-    kind: Default          # HTTP agent
-    port: 3097
-  state:
-    kind: Default
-    ttl: null              # default TTL in ms for values that carry none
-    purge_interval: 60000  # ms between sweeps of expired keys
-    data_seeder:           # optional
-      kind: File
-      filename: data.json
-  connection:
-    kind: Default
-    port: 4097             # listen port for peers
-    target_port: null      # port to dial on peers given without a port (falls back to `port`)
-    push_interval: 1000    # ms
-    pull_interval: 60000   # ms
-    r0: 3                  # peers sampled at random per round
-    timeout: 1000          # ms, connect timeout to a peer
-    peer_provider:
-      kind: Static         # or K8s
-      peers: [127.0.0.1, 10.0.0.2:4097]
-";
-
-/// The `config.yaml` of the ConfigMap example in the 0.1 README.
-const CONFIGMAP_EXAMPLE: &str = "version: 0.1
-spec:
-  agent:
-    kind: Default
-    port: 3097
-  state:
-    kind: Default
-    ttl: null
-    purge_interval: 60000
-  connection:
-    kind: Default
-    port: 4097
-    push_interval: 1000
-    pull_interval: 60000
-    r0: 3
-    timeout: 1000
-    peer_provider:
-      kind: K8s
-      selector:
-        app: my-app
-      namespace: default
-";
 
 #[test]
 fn kinds_lists_every_layer_of_the_default_build() {

@@ -168,8 +168,9 @@ fn the_config_has_defaults_and_accepts_numbers_as_strings() {
         (shown["port"].clone(), shown["body_limit"].clone()),
         (json!(4000), json!(10))
     );
-    let error = serde_json::from_value::<Box<dyn AgentConfig>>(json!({"kind": "Default", "prot": 1}))
-        .unwrap_err()
-        .to_string();
+    let error =
+        serde_json::from_value::<Box<dyn AgentConfig>>(json!({"kind": "Default", "prot": 1}))
+            .unwrap_err()
+            .to_string();
     assert!(error.contains("prot"), "{error}");
 }

@@ -281,7 +281,10 @@ mod tests {
         )
         .unwrap();
         let peers = serde_json::to_value(config.peer_provider.as_ref().unwrap()).unwrap();
-        assert_eq!(peers["peers"], serde_json::json!(["127.0.0.1", "10.0.0.2:4097"]));
+        assert_eq!(
+            peers["peers"],
+            serde_json::json!(["127.0.0.1", "10.0.0.2:4097"])
+        );
         assert_eq!(config.settings(4097).dial_port, 4097);
     }
 

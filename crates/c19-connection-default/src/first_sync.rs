@@ -146,7 +146,11 @@ mod tests {
     #[test]
     fn settles_once_and_never_while_stopping() {
         let stop = Shutdown::new();
-        let first = FirstSync::new(Duration::from_secs(1), stop.clone(), Readiness::for_component("connection"));
+        let first = FirstSync::new(
+            Duration::from_secs(1),
+            stop.clone(),
+            Readiness::for_component("connection"),
+        );
         assert!(!first.is_settled());
         first.pulled("a", false);
         assert!(
@@ -156,7 +160,11 @@ mod tests {
         first.pulled("a", true);
         assert!(first.is_settled());
 
-        let stopping = FirstSync::new(Duration::from_secs(1), stop.clone(), Readiness::for_component("connection"));
+        let stopping = FirstSync::new(
+            Duration::from_secs(1),
+            stop.clone(),
+            Readiness::for_component("connection"),
+        );
         stop.cancel();
         stopping.settle(Settled::NoPeer);
         assert!(!stopping.is_settled());
@@ -166,14 +174,22 @@ mod tests {
     async fn times_out_unless_a_pull_is_receiving() {
         let shutdown = Shutdown::new();
         let timeout = Duration::from_secs(10);
-        let idle = FirstSync::new(timeout, Shutdown::new(), Readiness::for_component("connection"));
+        let idle = FirstSync::new(
+            timeout,
+            Shutdown::new(),
+            Readiness::for_component("connection"),
+        );
         idle.time_out(&shutdown).await;
         assert!(
             idle.is_settled(),
             "nobody answered: ready after the timeout"
         );
 
-        let busy = FirstSync::new(timeout, Shutdown::new(), Readiness::for_component("connection"));
+        let busy = FirstSync::new(
+            timeout,
+            Shutdown::new(),
+            Readiness::for_component("connection"),
+        );
         busy.heard();
         busy.time_out(&shutdown).await;
         assert!(!busy.is_settled(), "a pull under way is let finish");

@@ -256,17 +256,16 @@ impl DefaultConnection {
         }
         let node = NodeId::random();
         let stats = Arc::new(Stats::default());
-        let first_sync = FirstSync::new(
-            settings.sync_timeout,
-            shutdown.clone(),
-            self.cx.readiness(),
-        );
+        let first_sync =
+            FirstSync::new(settings.sync_timeout, shutdown.clone(), self.cx.readiness());
         first_sync.begin();
         tracing::info!(%local, node = %node, "peer server listening");
 
         let provider = self.provider.as_deref();
         if provider.is_none() {
-            tracing::warn!("no peer_provider configured: this agent exchanges its state with nobody");
+            tracing::warn!(
+                "no peer_provider configured: this agent exchanges its state with nobody"
+            );
         }
         let tls_error =
             |error: c19_tls::Error| LayerError::other(format!("connection.tls: {error}"));

@@ -187,6 +187,9 @@ mod tests {
         assert!(!parent.shutdown().is_cancelled(), "a child stops alone");
         let other = parent.child("peer_provider");
         parent.shutdown().cancel();
-        assert!(other.shutdown().is_cancelled(), "a parent stops its children");
+        assert!(
+            other.shutdown().is_cancelled(),
+            "a parent stops its children"
+        );
     }
 }

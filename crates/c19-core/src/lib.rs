@@ -52,8 +52,8 @@ pub use runtime::{run, run_until};
 pub use seeder::{DataSeeder, DataSeederConfig, SeedError};
 pub use shutdown::Shutdown;
 pub use state::{
-    Applied, Change, Changes, Diff, Points, SafeState, State, StateConfig, StateError,
-    StateValue, SyncSession,
+    Applied, Change, Changes, Diff, Points, SafeState, State, StateConfig, StateError, StateValue,
+    SyncSession,
 };
 
 /// A boxed error, for failures specific to one layer implementation. (Here rather than

@@ -69,8 +69,11 @@ pub async fn run_until(config: Config, shutdown: Shutdown) -> Result<()> {
     };
     let mut agent: LayerFuture<'_> =
         Box::pin(agent.run().map(|result| result.map_err(Error::Agent)));
-    let mut connection: LayerFuture<'_> =
-        Box::pin(connection.run().map(|result| result.map_err(Error::Connection)));
+    let mut connection: LayerFuture<'_> = Box::pin(
+        connection
+            .run()
+            .map(|result| result.map_err(Error::Connection)),
+    );
     tracing::info!("c19 agent started");
 
     let grace = Duration::from_millis(spec.grace_period);

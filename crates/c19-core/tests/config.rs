@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use c19_core::{
     Agent, AgentConfig, Config, Connection, ConnectionConfig, DataSeeder, DataSeederConfig,
     LayerContext, LayerError, Peer, PeerError, PeerProvider, PeerProviderConfig, SafeState,
-    SeedError, StateConfig, StateError, config::ConfigError,
-    reexports::futures::future::BoxFuture, registry,
+    SeedError, StateConfig, StateError, config::ConfigError, reexports::futures::future::BoxFuture,
+    registry,
 };
 use serde::{Deserialize, Serialize};
 
@@ -249,7 +249,10 @@ fn any_list_field_of_any_layer_takes_a_comma_separated_variable() {
     )
     .unwrap();
     let value = json(&config);
-    assert_eq!(value["spec"]["state"]["ports"], serde_json::json!([4000, 4001]));
+    assert_eq!(
+        value["spec"]["state"]["ports"],
+        serde_json::json!([4000, 4001])
+    );
     assert_eq!(
         value["spec"]["connection"]["peer_provider"]["peers"],
         serde_json::json!(["10.0.0.9"])

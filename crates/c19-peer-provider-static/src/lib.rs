@@ -37,7 +37,9 @@ impl PeerProviderConfig for StaticPeerProviderConfig {
         let provider = StaticPeerProvider {
             peers: self.peers.clone(),
         };
-        Box::pin(future::ready(Ok(Arc::new(provider) as Arc<dyn PeerProvider>)))
+        Box::pin(future::ready(Ok(
+            Arc::new(provider) as Arc<dyn PeerProvider>
+        )))
     }
 }
 

@@ -120,7 +120,7 @@ mod state;
 mod store;
 mod sync_meta;
 
+pub use config::{DEFAULT_PURGE_INTERVAL_MS, DEFAULT_TOMBSTONE_TTL_MS, DefaultStateConfig};
 pub use error::{EntryProblem, Error, MAX_KEY_LEN, Result};
 pub use observe::DEFAULT_WATCH_BUFFER;
-pub use config::{DEFAULT_PURGE_INTERVAL_MS, DEFAULT_TOMBSTONE_TTL_MS, DefaultStateConfig};
 pub use state::{DefaultState, now_ms};

@@ -221,7 +221,6 @@ fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
-
 /// The change that stored `record`.
 pub(crate) fn change_of(record: &Record) -> c19_core::Change {
     c19_core::Change {

@@ -22,7 +22,6 @@ use crate::{
     store::{Store, dead_on_arrival},
 };
 
-
 /// The live `Default` state: an in-memory key/value store with per-key TTLs,
 /// tombstones and last-writer-wins merges, built by [`DefaultStateConfig`].
 ///

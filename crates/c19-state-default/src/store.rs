@@ -36,7 +36,6 @@ use c19_core::{Applied, Diff, Points};
 use imbl::{OrdMap, OrdSet};
 
 use crate::{
-    sync_meta::SyncMeta,
     buckets::BucketHashes,
     incoming::Incoming,
     observe::Observers,
@@ -44,13 +43,13 @@ use crate::{
     persist::Persister,
     record::Record,
     slot::{HashEdge, Probe, Slot, key_hash},
+    sync_meta::SyncMeta,
 };
 
 mod reading;
 mod repair;
 
 pub(crate) use repair::{by_key, dead_on_arrival, fill};
-
 
 /// One consistent view of the data.
 #[derive(Clone, Default)]

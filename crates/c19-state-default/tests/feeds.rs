@@ -104,8 +104,7 @@ fn subscribers_get_local_writes_merges_and_deletes_in_order() {
 
 #[test]
 fn a_subscriber_that_falls_behind_its_buffer_lags_and_writers_go_on() {
-    let config: DefaultStateConfig =
-        serde_json::from_value(json!({"watch_buffer": "4"})).unwrap();
+    let config: DefaultStateConfig = serde_json::from_value(json!({"watch_buffer": "4"})).unwrap();
     assert_eq!(config.watch_buffer.get(), 4);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

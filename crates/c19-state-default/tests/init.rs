@@ -72,7 +72,11 @@ async fn init_returns_a_fresh_state_with_the_settings() {
         .await
         .unwrap();
     other.set(&r#"{"before": {"value": 1}}"#).unwrap();
-    assert_eq!(live.get(&"before"), None, "each build is a state of its own");
+    assert_eq!(
+        live.get(&"before"),
+        None,
+        "each build is a state of its own"
+    );
     set(live.as_ref(), json!({"cat": {"value": "garfield"}}));
     assert_eq!(get(live.as_ref(), "cat").unwrap()["ttl"], 5000);
 }

@@ -341,15 +341,7 @@ impl Solo {
             .tempdir()
             .map_err(Error::io("creating a folder for the agent"))?;
         let mut node = Node::new(binary, "solo", dir.path(), free_port(), free_port());
-        let config = format!(
-            "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {}\n  state:\n    kind: Default\n{}  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {}\n    peer_provider:\n      kind: Static\n      peers: []\n",
-            node.agent_port,
-            state
-                .lines()
-                .map(|line| format!("    {line}\n"))
-                .collect::<String>(),
-            node.peer_port
-        );
+        let config = crate::fixtures::solo(node.agent_port, node.peer_port, state);
         fs::write(&node.config, config).map_err(Error::io("writing the agent configuration"))?;
         node.start().await;
         Ok(Self { node, _dir: dir })

@@ -8,9 +8,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use c19_core::{
-    Applied, Diff, SafeState, State, StateError, StateValue,
-};
+use c19_core::{Applied, Diff, SafeState, State, StateError, StateValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -84,7 +82,6 @@ fn to_json(key: &str, entry: &Entry) -> String {
 }
 
 impl State for MemState {
-
     fn version(&self) -> String {
         let inner = self.inner();
         if inner.entries.is_empty() {

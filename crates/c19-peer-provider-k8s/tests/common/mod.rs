@@ -155,6 +155,11 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
+    /// The server end of a `tower_test::mock::pair`, for a client built elsewhere.
+    pub fn new(handle: Handle) -> Self {
+        Self { handle }
+    }
+
     /// The next request the provider makes.
     pub async fn next(&mut self) -> Call {
         let (request, respond) = tokio::time::timeout(PATIENCE, self.handle.next_request())
@@ -162,6 +167,13 @@ impl ApiServer {
             .expect("the provider made no further request")
             .expect("the client was dropped");
         Call { request, respond }
+    }
+
+    /// The next request the provider makes, waiting as long as it takes; `None` once
+    /// every client is gone.
+    pub async fn next_or_end(&mut self) -> Option<Call> {
+        let (request, respond) = self.handle.next_request().await?;
+        Some(Call { request, respond })
     }
 
     /// Whether no request arrives for `duration`.

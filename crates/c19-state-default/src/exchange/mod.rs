@@ -34,11 +34,7 @@ pub(crate) struct Host {
 const HEADER_RESERVE: usize = 256;
 
 /// Answers one request of a peer's exchange; an empty answer means nothing to say.
-pub(crate) fn answer(
-    state: &Host,
-    request: &[u8],
-    max_bytes: usize,
-) -> Result<Bytes, StateError> {
+pub(crate) fn answer(state: &Host, request: &[u8], max_bytes: usize) -> Result<Bytes, StateError> {
     let (request, entries) = decode_request(request)?;
     let store = &state.store;
     let now = now_ms();

@@ -10,8 +10,8 @@ use c19_core::{Applied, Change};
 use super::{Batch, Snapshot, Store};
 use crate::{
     buckets::{GROUPS, PER_GROUP, hash_range},
-    message::{BucketSet, GroupDigest},
     incoming::Incoming,
+    message::{BucketSet, GroupDigest},
     record::Record,
     slot::{HashEdge, Slot},
     sync_meta::SyncMeta,

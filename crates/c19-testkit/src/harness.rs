@@ -326,6 +326,7 @@ pub struct ClusterBuilder {
     push_ms: u64,
     pull_ms: u64,
     r0: usize,
+    state_kind: String,
     state: String,
     connection: String,
     proxied: bool,
@@ -342,6 +343,7 @@ impl ClusterBuilder {
             push_ms: 100,
             pull_ms: 1000,
             r0: 3,
+            state_kind: "Default".to_owned(),
             state: String::new(),
             connection: String::new(),
             proxied: false,
@@ -378,6 +380,13 @@ impl ClusterBuilder {
     /// (`node-<i>-data` in the cluster's folder) and the extra YAML lines `yaml`.
     pub fn persisted(mut self, nodes: &[usize], yaml: &str) -> Self {
         self.persisted = (nodes.to_vec(), yaml.to_owned());
+        self
+    }
+
+    /// The `kind` of the state section (`Default` unless set; `Mem` selects the
+    /// testkit's [`crate::MemState`] in a binary that links this crate).
+    pub fn state_kind(mut self, kind: &str) -> Self {
+        self.state_kind = kind.to_owned();
         self
     }
 
@@ -433,7 +442,8 @@ impl ClusterBuilder {
                     }
                 }
                 let config = format!(
-                    "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {agent_port}\n  state:\n    kind: Default\n{state}  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {peer_port}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n{connection}    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
+                    "version: 0.1\nspec:\n  agent:\n    kind: Default\n    address: 127.0.0.1\n    port: {agent_port}\n  state:\n    kind: {state_kind}\n{state}  connection:\n    kind: Default\n    address: 127.0.0.1\n    port: {peer_port}\n    push_interval: {push}\n    pull_interval: {pull}\n    r0: {r0}\n{connection}    peer_provider:\n      kind: Static\n      peers: [{peers}]\n",
+                    state_kind = self.state_kind,
                     state = indent(&state),
                     connection = indent(&self.connection),
                     push = self.push_ms,
