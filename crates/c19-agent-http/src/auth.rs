@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::Error;
+pub use crate::refusal::Refusal;
 
 /// The `auth` section of the agent: bearer tokens required on every request.
 ///
@@ -260,36 +261,6 @@ fn is_b64token(token: &str) -> bool {
         && body
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
-}
-
-/// Why a request was refused, as the `reason` label of `c19_agent_auth_refused_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// No `Authorization: Bearer` header.
-    MissingToken,
-    /// A bearer token that is not one of the agent's (or a malformed one).
-    UnknownToken,
-    /// A read-only token on a `PUT` or a `DELETE`.
-    ReadOnly,
-}
-
-impl Refusal {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::MissingToken => "missing_token",
-            Self::UnknownToken => "unknown_token",
-            Self::ReadOnly => "read_only",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Self::MissingToken => 0,
-            Self::UnknownToken => 1,
-            Self::ReadOnly => 2,
-        }
-    }
 }
 
 /// What the `Authorization` headers of a request hold.

@@ -9,7 +9,7 @@ use axum::{
 use c19_core::StateError;
 use c19_serve::{Side, StateKind};
 
-use crate::auth::Refusal;
+use crate::refusal::Refusal;
 
 /// Result with this crate's [`Error`] as default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

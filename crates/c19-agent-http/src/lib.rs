@@ -80,6 +80,7 @@ pub mod error;
 mod event_id;
 pub mod listener;
 mod reads;
+mod refusal;
 mod request_metrics;
 mod routes;
 mod service;

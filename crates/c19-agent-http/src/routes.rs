@@ -30,7 +30,7 @@ use crate::{
     error::{Error, Result},
     reads::read,
     request_metrics::{RequestMetrics, Route},
-    service::Streaming,
+    watch::Streaming,
     writes::Writes,
 };
 

@@ -17,12 +17,10 @@ use c19_serve::StreamControl;
 use futures::future::BoxFuture;
 use tower_service::Service;
 
-use crate::routes::{App, answer};
-
-/// Marks a response that starts a long-lived stream (a watch): the connection serving
-/// it is then exempt from the read side of the idle timeout.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Streaming;
+use crate::{
+    routes::{App, answer},
+    watch::Streaming,
+};
 
 /// Answers one connection's requests; a response marked [`Streaming`] marks the
 /// connection. (Handing each request the connection's handle as an extension, as

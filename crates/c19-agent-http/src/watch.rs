@@ -31,6 +31,11 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{error::Result, event_id};
 
+/// Marks a response that starts a long-lived stream (a watch): the connection serving
+/// it is then exempt from the read side of the idle timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Streaming;
+
 /// Changes replayed per call to the state.
 const REPLAY_PAGE: usize = 256;
 

@@ -19,8 +19,6 @@ use std::{
 
 use c19_core::{Readiness, Shutdown};
 
-/// The component this module reports for.
-
 /// What `/readyz` says the connection waits for.
 pub(crate) const WAITING: &str = "first sync with a peer";
 
