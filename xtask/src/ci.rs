@@ -15,7 +15,9 @@ pub const PUBLISHED: &[&str] = &[
     "c19-agent-http",
     "c19-peer-provider-static",
     "c19-peer-provider-k8s",
+    "c19-peer-provider-dns",
     "c19-data-seeder-file",
+    "c19-testkit",
     "c19-bin",
 ];
 
@@ -50,6 +52,10 @@ const FEATURE_SETS: &[FeatureSet] = &[
     FeatureSet {
         features: "peer-provider-k8s",
         kinds: &[("peer_provider", "K8s")],
+    },
+    FeatureSet {
+        features: "peer-provider-dns",
+        kinds: &[("peer_provider", "Dns")],
     },
     FeatureSet {
         features: "data-seeder-file",

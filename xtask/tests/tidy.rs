@@ -329,3 +329,110 @@ fn modules_import_each_other_without_circles() {
         circles.join("\n")
     );
 }
+
+/// `impl <Trait> for <Type>` pairs in `code`, for the traits in `traits`.
+fn impls<'a>(code: &'a str, traits: &[&str]) -> Vec<(String, &'a str)> {
+    let mut found = Vec::new();
+    for line in code.lines() {
+        let line = line.trim_start();
+        let Some(rest) = line.strip_prefix("impl ") else {
+            continue;
+        };
+        let Some((tr, ty)) = rest.split_once(" for ") else {
+            continue;
+        };
+        let tr = tr.rsplit("::").next().unwrap_or(tr).trim();
+        if traits.contains(&tr) {
+            let ty: String = ty
+                .trim()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            found.push((ty, line));
+        }
+    }
+    found
+}
+
+/// The attributes written just above `struct <name>` or `enum <name>` in `code`.
+fn attributes_of(code: &str, name: &str) -> Option<String> {
+    let lines: Vec<&str> = code.lines().collect();
+    let at = lines.iter().position(|line| {
+        let line = line.trim_start();
+        let line = line
+            .strip_prefix("pub(crate) ")
+            .or_else(|| line.strip_prefix("pub "))
+            .unwrap_or(line);
+        [
+            format!("struct {name} "),
+            format!("struct {name}{{"),
+            format!("struct {name};"),
+            format!("struct {name}<"),
+            format!("struct {name}("),
+            format!("enum {name} "),
+        ]
+        .iter()
+        .any(|start| line.starts_with(start.as_str()))
+    })?;
+    let mut attributes = Vec::new();
+    for line in lines[..at].iter().rev() {
+        let line = line.trim_start();
+        if line.starts_with("#[") || line.starts_with("///") || line.starts_with("//") {
+            attributes.push(line);
+        } else {
+            break;
+        }
+    }
+    Some(attributes.join("\n"))
+}
+
+#[test]
+fn live_layers_hold_no_configuration_and_configurations_refuse_unknown_fields() {
+    const LIVE: [&str; 5] = ["State", "Agent", "Connection", "PeerProvider", "DataSeeder"];
+    const CONFIG: [&str; 5] = [
+        "StateConfig",
+        "AgentConfig",
+        "ConnectionConfig",
+        "PeerProviderConfig",
+        "DataSeederConfig",
+    ];
+    let mut problems = Vec::new();
+    for dir in crate_dirs() {
+        let mut files = Vec::new();
+        rust_files(&dir.join("src"), &mut files);
+        let code: Vec<(PathBuf, String)> = files
+            .into_iter()
+            .map(|file| {
+                let text = read(&file);
+                // Test modules may do as they like.
+                let text = text.split("\n#[cfg(test)]").next().unwrap_or("").to_owned();
+                (file, text)
+            })
+            .collect();
+        let definition = |name: &str| code.iter().find_map(|(_, text)| attributes_of(text, name));
+        for (file, text) in &code {
+            for (ty, line) in impls(text, &LIVE) {
+                if let Some(attributes) = definition(&ty)
+                    && (attributes.contains("Deserialize") || attributes.contains("#[serde"))
+                {
+                    problems.push(format!(
+                        "{}: `{line}`: a live layer type is built by a config type and \
+                         carries no serde attributes",
+                        file.display()
+                    ));
+                }
+            }
+            for (ty, line) in impls(text, &CONFIG) {
+                if let Some(attributes) = definition(&ty)
+                    && !attributes.contains("deny_unknown_fields")
+                {
+                    problems.push(format!(
+                        "{}: `{line}`: a layer's config type has #[serde(deny_unknown_fields)]",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

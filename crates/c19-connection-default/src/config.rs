@@ -40,7 +40,8 @@ pub struct DefaultConnectionConfig {
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_push_interval")]
     pub push_interval: NonZeroU64,
-    /// Milliseconds between pulls of the full state (default 60000).
+    /// Milliseconds between anti-entropy pulls: an exchange with a c19 peer, the whole
+    /// state of a 0.1 one (default 60000).
     #[serde_as(as = "PickFirst<(_, DisplayFromStr)>")]
     #[serde(default = "default_pull_interval")]
     pub pull_interval: NonZeroU64,

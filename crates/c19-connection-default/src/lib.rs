@@ -6,7 +6,7 @@
 //!   kind: Default
 //!   port: 4097            # peers call this port
 //!   push_interval: 1000   # ms between pushes of recent changes
-//!   pull_interval: 60000  # ms between pulls of the full state
+//!   pull_interval: 60000  # ms between anti-entropy pulls (exchanges with c19 peers)
 //!   r0: 3                 # peers per push and per pull, chosen at random
 //!   timeout: 1000         # ms to connect to a peer and to complete a push
 //!   max_message_bytes: 4194304  # most bytes of one anti-entropy message
@@ -27,12 +27,15 @@
 //!   one over `body_limit` 413, one that arrives too slowly 408, each with
 //!   `{"error": "..."}` and no change to the state;
 //! - the **publisher** pushes every change (new keys, updates, deletions) made or
-//!   learned since its last pushes to `r0` random peers, each change in two rounds;
-//! - the **receiver** pulls from `r0` random peers at start and every `pull_interval`.
+//!   learned since its last pushes to `r0` peers (its successor on the ring of peer
+//!   names and random others), each change in two rounds, at once when it has not
+//!   pushed during the last `push_interval`;
+//! - the **receiver** pulls from `r0` random peers at start and every `pull_interval`:
+//!   an anti-entropy exchange with a c19 peer, the whole state from a 0.1 one.
 //!
 //! # Readiness
 //!
-//! The `connection` component of [`c19_core::health`] (and so `/readyz`) turns ready
+//! The `connection` component of `/readyz` ([`c19_core::LayerContext::readiness`]) turns ready
 //! once the first pull with a peer (an exchange, or a 0.1 whole-state pull) completed:
 //! an agent that reports ready holds the cluster's data. Until then it waits for
 //! `first sync with a peer`, which `/readyz` names. It turns ready without a sync when

@@ -1,5 +1,6 @@
-//! The receiver: pulls the full state from `r0` random peers, sending its own version so
-//! a peer that holds the same data answers 204, and merges what comes back.
+//! The receiver: pulls from `r0` random peers. With a c19 peer a pull is an anti-entropy
+//! exchange ([`crate::gossip`]); a 0.1 peer is sent this agent's version, answers 204 when
+//! it holds the same data and its whole state otherwise, which is merged.
 //!
 //! It pulls at once on start, and every `push_interval` until some peer has answered (a
 //! restarted, empty agent catches up without waiting); then every `pull_interval`.

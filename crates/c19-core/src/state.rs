@@ -366,6 +366,11 @@ pub trait State: Debug + Send + Sync {
     /// proportion to their difference rather than to the whole state. No message of it
     /// should exceed about `max_bytes`.
     ///
+    /// After one exchange the opening side holds what either side held. The answering
+    /// side is repaired too, except that a state may give nothing to a newcomer that has
+    /// never completed an exchange (what it pulls is old news to its peers; the
+    /// newcomer's own writes reach them by push, and by its next exchanges).
+    ///
     /// The default is [`StateError::Unsupported`]: the connection layer then pulls the
     /// peer's whole state instead, as 0.1 did.
     fn sync_open(self: Arc<Self>, max_bytes: usize) -> Result<Box<dyn SyncSession>, StateError> {

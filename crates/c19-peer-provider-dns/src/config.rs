@@ -36,7 +36,7 @@ pub const DNS_PORT: u16 = 53;
 #[serde_as]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsPeerProvider {
+pub struct DnsPeerProviderConfig {
     /// The names to resolve, at least one. A name whose first label starts with `_`
     /// (`_c19._tcp.c19.default.svc.cluster.local`) is an SRV name: each SRV target's
     /// A/AAAA addresses are peers, with the SRV record's port. Any other name's A and
@@ -88,7 +88,7 @@ fn non_empty_names<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Dns
     Ok(names)
 }
 
-impl DnsPeerProvider {
+impl DnsPeerProviderConfig {
     /// A provider resolving `names`, with the defaults for everything else.
     pub fn new(names: impl IntoIterator<Item = DnsName>) -> Self {
         Self {

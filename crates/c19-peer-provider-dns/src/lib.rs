@@ -38,7 +38,7 @@
 //! `port` when set). Without `POD_IP` the agent may be offered to itself. Agents that
 //! share one address (host networking, SRV records with one port each) must not set
 //! `POD_IP`, or they would leave each other out. Code that embeds the provider can give
-//! the address with [`DnsPeerProvider::with_own_ip`] instead.
+//! the address with [`DnsPeerProviderConfig::with_own_ip`] instead.
 
 mod config;
 mod error;
@@ -47,7 +47,8 @@ mod refresh;
 mod resolve;
 
 pub use config::{
-    DEFAULT_REFRESH_INTERVAL_MS, DEFAULT_TIMEOUT_MS, DNS_PORT, DnsName, DnsPeerProvider, NameServer,
+    DEFAULT_REFRESH_INTERVAL_MS, DEFAULT_TIMEOUT_MS, DNS_PORT, DnsName, DnsPeerProviderConfig,
+    NameServer,
 };
 pub use error::{Error, Result};
 pub use provider::DnsPeers;

@@ -14,7 +14,7 @@ use c19_core::{
     reexports::futures::future::BoxFuture,
 };
 
-use crate::{DnsPeerProvider, Error, POD_IP, refresh::Refresh, resolve::Lookups};
+use crate::{DnsPeerProviderConfig, Error, POD_IP, refresh::Refresh, resolve::Lookups};
 
 /// What the background task publishes and [`DnsPeers`] reads.
 #[derive(Debug, Default)]
@@ -27,7 +27,7 @@ pub(crate) struct Shared {
     pub rounds: AtomicU64,
 }
 
-/// The running `Dns` provider, built by [`DnsPeerProvider`]'s `build`.
+/// The running `Dns` provider, built by [`DnsPeerProviderConfig`]'s `build`.
 ///
 /// [`PeerProvider::get`] returns a snapshot of the last round and never waits for DNS.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl DnsPeers {
     /// `/etc/resolv.conf` cannot be read); a name server that is down at start is
     /// retried each round. It must be called within a tokio runtime, which runs the
     /// task.
-    pub fn start(config: &DnsPeerProvider, cx: &LayerContext) -> Result<Arc<Self>, Error> {
+    pub fn start(config: &DnsPeerProviderConfig, cx: &LayerContext) -> Result<Arc<Self>, Error> {
         if config.names.is_empty() {
             return Err(Error::NoNames);
         }
@@ -128,7 +128,7 @@ impl PeerProvider for DnsPeers {
 }
 
 #[typetag::serde(name = "Dns")]
-impl PeerProviderConfig for DnsPeerProvider {
+impl PeerProviderConfig for DnsPeerProviderConfig {
     fn build<'a>(
         &'a self,
         cx: &'a LayerContext,

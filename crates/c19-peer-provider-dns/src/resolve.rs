@@ -11,7 +11,7 @@ use hickory_resolver::{
     proto::rr::{Name, RData},
 };
 
-use crate::{DnsName, DnsPeerProvider, Error, Result};
+use crate::{DnsName, DnsPeerProviderConfig, Error, Result};
 
 /// Looks names up with one resolver.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ impl Lookups {
     /// The resolver's cache is off (each round asks again: the refresh interval, not
     /// the records' TTL, decides how fresh peers are), and one query's timeout is at
     /// most the name's `timeout`.
-    pub(crate) fn new(config: &DnsPeerProvider) -> Result<Self> {
+    pub(crate) fn new(config: &DnsPeerProviderConfig) -> Result<Self> {
         let timeout = config.timeout();
         let mut builder = if config.nameservers.is_empty() {
             TokioResolver::builder_tokio().map_err(Error::SystemConfig)?

@@ -6,7 +6,7 @@ mod common;
 
 use c19_core::PeerProviderConfig;
 use c19_peer_provider_dns::{
-    DEFAULT_REFRESH_INTERVAL_MS, DEFAULT_TIMEOUT_MS, DnsPeerProvider, NameServer,
+    DEFAULT_REFRESH_INTERVAL_MS, DEFAULT_TIMEOUT_MS, DnsPeerProviderConfig, NameServer,
 };
 use common::{DnsServer, context, peers, until};
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ fn kind(config: Value) -> Result<Box<dyn PeerProviderConfig>, String> {
     serde_json::from_value(config).map_err(|error| error.to_string())
 }
 
-fn dns(config: Value) -> Result<DnsPeerProvider, String> {
+fn dns(config: Value) -> Result<DnsPeerProviderConfig, String> {
     serde_json::from_value(config).map_err(|error| error.to_string())
 }
 
@@ -124,7 +124,7 @@ fn bad_values_are_refused_naming_them() {
         (json!({ "names": ["c19.test"], "port": "70000" }), "port"),
     ] {
         // With the path of the field, as the agent reports configuration errors.
-        let error = serde_path_to_error::deserialize::<_, DnsPeerProvider>(config.clone())
+        let error = serde_path_to_error::deserialize::<_, DnsPeerProviderConfig>(config.clone())
             .expect_err(&config.to_string())
             .to_string();
         assert!(error.contains(expected), "{config}: {error}");

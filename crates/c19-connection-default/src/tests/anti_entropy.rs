@@ -10,7 +10,7 @@ use c19_peer_provider_static::StaticPeerProvider;
 use c19_state_default::DefaultState;
 use serde_json::{Map, Value, json};
 
-use super::{config, gossip, mem_state::MemState, start_server};
+use super::{config, gossip, mem_state, start_server};
 use crate::{client::EXCHANGE_PATH, gossip::Outcome, receiver::pull, stats::StatsSnapshot};
 
 const LIMIT: usize = 64 << 20;
@@ -136,7 +136,7 @@ async fn an_empty_agent_gets_the_state_compressed_in_bounded_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_without_exchanges_is_pulled_whole_and_remembered() {
     // A peer whose state has no exchanges answers 501, as a 0.1 agent answers 404.
-    let (remote, remote_shared) = MemState::shared();
+    let (remote, remote_shared) = mem_state();
     remote.put("old-style", json!("whole"), 5);
     let server = start_server(remote_shared, LIMIT, Duration::from_secs(5)).await;
     let peers = [server.addr.to_string()];

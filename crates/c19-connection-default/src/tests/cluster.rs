@@ -6,7 +6,8 @@ use c19_core::{ConnectionConfig, LayerContext, Shutdown};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::{config, mem_state::MemState, wait_until};
+use super::{config, mem_state, wait_until};
+use c19_testkit::MemState;
 
 struct Member {
     state: Arc<MemState>,
@@ -24,7 +25,7 @@ async fn cluster(n: usize, stop: &Shutdown) -> Vec<Member> {
         .collect();
     let mut members = Vec::new();
     for listener in listeners {
-        let (state, shared) = MemState::shared();
+        let (state, shared) = mem_state();
         let config = config(&peers);
         let stop = stop.clone();
         tokio::spawn(async move { config.run(listener, shared, stop).await });
@@ -63,7 +64,7 @@ async fn start_fails_naming_the_address_when_the_port_is_taken() {
     let port = taken.local_addr().unwrap().port();
     let mut config = config(&[]);
     config.port = port;
-    let (_, shared) = MemState::shared();
+    let (_, shared) = mem_state();
     let cx = LayerContext::new("connection", Shutdown::new());
     let error = config
         .build(&cx, shared)
@@ -80,7 +81,7 @@ async fn start_fails_naming_the_address_when_the_port_is_taken() {
 async fn stops_when_shutdown_is_cancelled() {
     let mut config = config(&[]);
     config.peer_provider = None;
-    let (_, shared) = MemState::shared();
+    let (_, shared) = mem_state();
     let stop = Shutdown::new();
     let running = tokio::spawn({
         let stop = stop.clone();

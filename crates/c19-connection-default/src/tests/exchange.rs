@@ -6,7 +6,7 @@ use c19_core::State;
 use c19_peer_provider_static::StaticPeerProvider;
 use serde_json::json;
 
-use super::{Recorder, config, gossip, mem_state::MemState, start_server, start_server_at};
+use super::{Recorder, config, gossip, mem_state, start_server, start_server_at};
 use crate::{
     client::PeerClient,
     publisher::{PUSH_ROUNDS, Publisher},
@@ -27,7 +27,7 @@ async fn publishes_new_and_updated_keys_in_pages_of_max_push_bytes() {
     let mut config = config(&peers);
     config.max_push_bytes = 300.try_into().unwrap();
     let provider = provider(&peers);
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let gossip = gossip(&config, &provider, shared, 1);
 
     for i in 0..20 {
@@ -61,7 +61,11 @@ async fn publishes_new_and_updated_keys_in_pages_of_max_push_bytes() {
     assert_eq!(bodies.len(), before + PUSH_ROUNDS);
     for body in &bodies[before..] {
         let body: serde_json::Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(body, json!({"key-07": {"value": "updated", "ts": 5000}}));
+        // The entry as the state holds it (the Default format: `ttl` included).
+        assert_eq!(
+            body,
+            json!({"key-07": {"value": "updated", "ts": 5000, "ttl": null}})
+        );
     }
 
     // Nothing new: nothing sent.
@@ -77,7 +81,7 @@ async fn keeps_changes_until_a_peer_takes_them() {
     let peers = [addr.to_string()];
     let config = config(&peers);
     let provider = provider(&peers);
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let gossip = gossip(&config, &provider, shared, 1);
     state.put("written-during-the-cut", json!(1), 1);
 
@@ -109,14 +113,14 @@ async fn keeps_changes_until_a_peer_takes_them() {
 
 #[tokio::test]
 async fn pulls_the_state_then_gets_nothing_once_equal() {
-    let (remote, remote_shared) = MemState::shared();
+    let (remote, remote_shared) = mem_state();
     remote.put("a", json!("from the peer"), 7);
     remote.put("b", json!([1, 2]), 8);
     let server = start_server(remote_shared, 1 << 20, Duration::from_secs(1)).await;
     let peers = [server.addr.to_string()];
     let config = config(&peers);
     let provider = provider(&peers);
-    let (local, shared) = MemState::shared();
+    let (local, shared) = mem_state();
     let gossip = gossip(&config, &provider, shared, 1);
 
     assert!(pull(&gossip).await);
@@ -139,7 +143,7 @@ async fn a_pulled_state_the_local_state_refuses_changes_nothing() {
     let peers = [addr.to_string()];
     let config = config(&peers);
     let provider = provider(&peers);
-    let (local, shared) = MemState::shared();
+    let (local, shared) = mem_state();
     local.put("mine", json!(1), 1);
     let gossip = gossip(&config, &provider, shared, 1);
     assert!(!pull(&gossip).await);
@@ -149,13 +153,13 @@ async fn a_pulled_state_the_local_state_refuses_changes_nothing() {
 
 #[tokio::test]
 async fn never_talks_to_itself_behind_an_unrecognised_address() {
-    let (_, remote_shared) = MemState::shared();
+    let (_, remote_shared) = mem_state();
     let server = start_server(remote_shared, 1 << 20, Duration::from_secs(1)).await;
     // The server is this very agent: same node id, on a port the book does not know as its own.
     let peers = [server.addr.to_string()];
     let config = config(&peers);
     let provider = provider(&peers);
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let mut gossip = gossip(&config, &provider, shared, 1);
     gossip.client = PeerClient::new(&gossip.settings, server.node.clone()).unwrap();
 
@@ -169,13 +173,13 @@ async fn never_talks_to_itself_behind_an_unrecognised_address() {
 
 #[tokio::test]
 async fn exchanges_with_ipv6_peers() {
-    let (remote, remote_shared) = MemState::shared();
+    let (remote, remote_shared) = mem_state();
     remote.put("v6", json!("over [::1]"), 1);
     let server = start_server_at("[::1]:0", remote_shared, 1 << 20, Duration::from_secs(1)).await;
     let peers = [format!("[::1]:{}", server.addr.port())];
     let config = config(&peers);
     let provider = provider(&peers);
-    let (local, shared) = MemState::shared();
+    let (local, shared) = mem_state();
     let gossip = gossip(&config, &provider, shared, 1);
 
     assert!(pull(&gossip).await);
@@ -187,7 +191,7 @@ async fn exchanges_with_ipv6_peers() {
 
 #[tokio::test]
 async fn what_a_pull_brought_is_not_pushed_on_but_local_writes_are() {
-    let (remote, remote_shared) = MemState::shared();
+    let (remote, remote_shared) = mem_state();
     remote.put("a", json!(1), 1);
     remote.put("b", json!(2), 2);
     let server = start_server(remote_shared, 1 << 20, Duration::from_secs(1)).await;
@@ -197,7 +201,7 @@ async fn what_a_pull_brought_is_not_pushed_on_but_local_writes_are() {
     let provider = provider(&peers);
 
     // An idle agent (just restarted, say) pulls the state: it does not push it on.
-    let (local, shared) = MemState::shared();
+    let (local, shared) = mem_state();
     let gossip = gossip(&config, &provider, shared, 1);
     let mut publisher = Publisher::new(local.head());
     assert!(pull(&gossip).await);
@@ -218,7 +222,7 @@ async fn what_a_pull_brought_is_not_pushed_on_but_local_writes_are() {
     assert!(recorder.entries().contains_key("fresh"));
 
     // An agent with a write still unpublished pushes everything after it, pulled or not.
-    let (local, shared) = MemState::shared();
+    let (local, shared) = mem_state();
     let gossip = self::gossip(&config, &provider, shared, 1);
     let mut publisher = Publisher::new(local.head());
     local.put("pending", json!("local"), 3);
@@ -254,7 +258,7 @@ async fn a_busy_peer_is_left_alone_as_long_as_it_asks_without_counting_a_failure
     let peers = [addr.to_string()];
     let config = config(&peers);
     let provider = provider(&peers);
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let gossip = gossip(&config, &provider, shared, 1);
     state.put("cat", json!(1), 1);
 

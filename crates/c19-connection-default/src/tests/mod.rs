@@ -6,7 +6,6 @@
 mod anti_entropy;
 mod cluster;
 mod exchange;
-mod mem_state;
 mod server;
 mod shutdown;
 
@@ -29,6 +28,7 @@ use axum::{
 use bytes::Bytes;
 use c19_core::{PeerProvider, SafeState, Shutdown};
 use c19_peer_provider_static::StaticPeerProviderConfig;
+use c19_testkit::MemState;
 use tokio::net::TcpListener;
 
 use crate::{
@@ -41,22 +41,14 @@ use crate::{
     stats::Stats,
 };
 
-/// Polls `check` every 10 ms until it holds or `deadline` passes.
-pub(crate) async fn wait_until<F, Fut>(deadline: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+pub(crate) use c19_testkit::wait_until;
+
+/// The testkit's in-memory state, shared, without exchanges: these tests drive the
+/// connection's whole-state pull (the path of 0.1 peers and of states without
+/// exchanges); the exchange path runs on the Default state (`anti_entropy`).
+pub(crate) fn mem_state() -> (Arc<MemState>, SafeState) {
+    let state = Arc::new(MemState::new().without_exchanges());
+    (state.clone(), state)
 }
 
 /// A configuration for tests: fast rounds on 127.0.0.1, the given peers.

@@ -9,7 +9,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{TestServer, mem_state::MemState, start_server, wait_until};
+use super::{TestServer, mem_state, start_server, wait_until};
 use crate::{identity::NODE_HEADER, server::CONCURRENT_MERGES, stats::StatsSnapshot};
 
 const LIMIT: usize = 4096;
@@ -36,7 +36,7 @@ fn error_of(response: &str) -> Value {
 
 #[tokio::test]
 async fn serves_the_state_unless_the_caller_has_the_same_version() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     state.put("cat", json!("garfield"), 1_603_548_753_122);
     let server = start_server(shared, LIMIT, TIMEOUT).await;
     let base = format!("http://{}", server.addr);
@@ -71,7 +71,7 @@ async fn serves_the_state_unless_the_caller_has_the_same_version() {
 
 #[tokio::test]
 async fn merges_a_pushed_map() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let server = start_server(shared, LIMIT, TIMEOUT).await;
     let body = json!({"a": {"value": 1, "ts": 5}, "b": {"value": {"nested": true}, "ts": 6}});
     let response = http()
@@ -102,7 +102,7 @@ fn large_push() -> String {
 
 #[tokio::test]
 async fn a_large_push_arriving_in_many_reads_is_merged_whole() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
     let body = large_push();
     // Written in small pieces, the body reaches the server in many chunks, joined off
@@ -142,7 +142,7 @@ async fn take_every_turn(server: &TestServer) -> tokio::sync::OwnedSemaphorePerm
 
 #[tokio::test]
 async fn a_large_push_finding_every_turn_taken_is_accepted_and_merged_later() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
     let busy = take_every_turn(&server).await;
     // Answered at once, not after a turn frees (the sender would time out and resend).
@@ -171,7 +171,7 @@ async fn a_large_push_finding_every_turn_taken_is_accepted_and_merged_later() {
 
 #[tokio::test]
 async fn a_large_push_finding_the_backlog_full_gets_503_with_retry_after() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let server = start_server(shared, 8 << 20, Duration::from_secs(10)).await;
     let _busy = take_every_turn(&server).await;
     let room = server.backlog.available_permits();
@@ -196,7 +196,7 @@ async fn a_large_push_finding_the_backlog_full_gets_503_with_retry_after() {
 
 #[tokio::test]
 async fn bad_bodies_get_a_json_error_and_change_nothing() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     state.put("keep", json!("me"), 1);
     let server = start_server(shared, LIMIT, TIMEOUT).await;
     let url = format!("http://{}/", server.addr);
@@ -250,7 +250,7 @@ async fn bad_bodies_get_a_json_error_and_change_nothing() {
 
 #[tokio::test]
 async fn slow_clients_are_cut_off_and_others_still_served() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let server = start_server(shared, LIMIT, TIMEOUT).await;
     let url = format!("http://{}/", server.addr);
 
@@ -292,7 +292,7 @@ async fn slow_clients_are_cut_off_and_others_still_served() {
 
 #[tokio::test]
 async fn refuses_requests_from_itself_and_unknown_routes() {
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let server = start_server(shared, LIMIT, TIMEOUT).await;
     let base = format!("http://{}", server.addr);
     let body = json!({"a": {"value": 1, "ts": 1}}).to_string();
@@ -327,7 +327,7 @@ async fn refuses_requests_from_itself_and_unknown_routes() {
 
 #[tokio::test]
 async fn every_response_carries_the_agents_clock() {
-    let (_, shared) = MemState::shared();
+    let (_, shared) = mem_state();
     let server = start_server(shared, LIMIT, TIMEOUT).await;
     for path in ["/", "/_c19/stats", "/no/such/path"] {
         let before = c19_core::clock::now_ms();

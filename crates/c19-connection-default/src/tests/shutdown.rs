@@ -15,7 +15,8 @@ use c19_core::Shutdown;
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use super::{config, mem_state::MemState, wait_until};
+use super::{config, mem_state, wait_until};
+use c19_testkit::MemState;
 
 /// A peer that counts pulls, records pushes, and answers 503 while `down`.
 #[derive(Clone, Default)]
@@ -63,7 +64,7 @@ async fn start(peers: &[String]) -> (Arc<MemState>, Shutdown, JoinHandle<()>) {
     config.push_interval = std::num::NonZeroU64::new(60_000).unwrap();
     config.pull_interval = std::num::NonZeroU64::new(60_000).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (state, shared) = MemState::shared();
+    let (state, shared) = mem_state();
     let stop = Shutdown::new();
     let running = tokio::spawn({
         let stop = stop.clone();

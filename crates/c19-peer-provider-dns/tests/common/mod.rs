@@ -13,7 +13,7 @@ use std::{
 };
 
 use c19_core::{LayerContext, Peer, PeerProvider, Shutdown};
-use c19_peer_provider_dns::{DnsName, DnsPeerProvider, DnsPeers, NameServer};
+use c19_peer_provider_dns::{DnsName, DnsPeerProviderConfig, DnsPeers, NameServer};
 use hickory_proto::{
     op::{Message, ResponseCode},
     rr::{
@@ -183,9 +183,9 @@ fn answer(request: &Message, records: &Records) -> Message {
 
 /// A provider configuration resolving `names` on `server`, refreshing every 50 ms with
 /// lookups limited to 300 ms, without an own address.
-pub fn config(server: &DnsServer, names: &[&str]) -> DnsPeerProvider {
+pub fn config(server: &DnsServer, names: &[&str]) -> DnsPeerProviderConfig {
     let mut config =
-        DnsPeerProvider::new(names.iter().map(|name| name.parse::<DnsName>().unwrap()))
+        DnsPeerProviderConfig::new(names.iter().map(|name| name.parse::<DnsName>().unwrap()))
             .with_own_ip(None);
     config.nameservers = vec![NameServer(server.addr())];
     config.refresh_interval = 50.try_into().unwrap();
@@ -199,7 +199,7 @@ pub fn context() -> LayerContext {
 }
 
 /// Starts the provider of `config`.
-pub fn start(config: &DnsPeerProvider, cx: &LayerContext) -> Arc<DnsPeers> {
+pub fn start(config: &DnsPeerProviderConfig, cx: &LayerContext) -> Arc<DnsPeers> {
     DnsPeers::start(config, cx).unwrap()
 }
 
