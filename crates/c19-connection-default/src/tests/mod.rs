@@ -10,13 +10,12 @@ mod server;
 mod shutdown;
 
 use std::{
-    future::Future,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{
