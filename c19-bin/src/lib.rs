@@ -30,8 +30,10 @@ mod telemetry;
 
 /// The process's allocator. Under glibc malloc an agent kept hundreds of MB after peers
 /// pushed it a bulk load (many threads merging large batches at once, each in its own
-/// arena, freed pages seldom given back); mimalloc returns them.
+/// arena, freed pages seldom given back). mimalloc returned them only to threads that
+/// kept allocating, so an agent idle after a burst held twice its data for good; jemalloc
+/// with its background thread (started in [`main`]) returns freed pages on a timer.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub use cli::{Cli, Command, LogFormat, main};

@@ -19,7 +19,7 @@ use c19_tests::bench::client::value_text;
 use tokio::net::TcpListener;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The largest body read, as the agent's default limit.
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
