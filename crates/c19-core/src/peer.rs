@@ -168,6 +168,18 @@ impl<'de> Deserialize<'de> for Peer {
     }
 }
 
+/// How many peers `new` has that `old` had not, and how many of `old` it lacks; both
+/// lists sorted. What a provider logs when its list changes.
+pub fn added_and_removed(old: &[Peer], new: &[Peer]) -> (usize, usize) {
+    let missing_from = |list: &[Peer], peers: &[Peer]| {
+        peers
+            .iter()
+            .filter(|peer| list.binary_search(peer).is_err())
+            .count()
+    };
+    (missing_from(old, new), missing_from(new, old))
+}
+
 /// The configuration of a peer provider kind, selected in YAML by `kind:`.
 ///
 /// It is plain data; [`PeerProviderConfig::build`] makes the live [`PeerProvider`].
@@ -231,6 +243,16 @@ mod tests {
             parse("localhost").unwrap().authority(4097),
             "localhost:4097"
         );
+    }
+
+    #[test]
+    fn counts_what_a_new_list_adds_and_removes() {
+        let list =
+            |peers: &[&str]| -> Vec<Peer> { peers.iter().map(|p| parse(p).unwrap()).collect() };
+        let old = list(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        let new = list(&["10.0.0.2", "10.0.0.4"]);
+        assert_eq!(added_and_removed(&old, &new), (1, 2));
+        assert_eq!(added_and_removed(&new, &new), (0, 0));
     }
 
     #[test]

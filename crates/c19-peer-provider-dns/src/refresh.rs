@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use c19_core::{Peer, Shutdown, reexports::futures::future::join_all};
+use c19_core::{Peer, Shutdown, peer::added_and_removed, reexports::futures::future::join_all};
 use tokio::time::Instant;
 
 use crate::{DnsName, Error, provider::Shared, resolve::Lookups};
@@ -85,14 +85,7 @@ impl Refresh {
         if **current == peers {
             return;
         }
-        let added = peers
-            .iter()
-            .filter(|peer| current.binary_search(peer).is_err())
-            .count();
-        let removed = current
-            .iter()
-            .filter(|peer| peers.binary_search(peer).is_err())
-            .count();
+        let (added, removed) = added_and_removed(&current, &peers);
         let list: Vec<String> = peers.iter().map(ToString::to_string).collect();
         tracing::info!(
             count = peers.len(),

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use c19_core::{Peer, Shutdown};
+use c19_core::{Peer, Shutdown, peer::added_and_removed};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -182,15 +182,7 @@ impl Discovery {
                 return false;
             }
             // Both lists are sorted.
-            let added = peers
-                .iter()
-                .filter(|peer| current.binary_search(peer).is_err())
-                .count();
-            let removed = current
-                .iter()
-                .filter(|peer| peers.binary_search(peer).is_err())
-                .count();
-            summary = Some((added, removed));
+            summary = Some(added_and_removed(current, &peers));
             *current = peers.clone();
             true
         });

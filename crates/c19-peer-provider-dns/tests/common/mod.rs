@@ -21,7 +21,7 @@ use hickory_proto::{
         rdata::{A, AAAA, SRV},
     },
 };
-use tokio::{net::UdpSocket, task::JoinHandle, time::Instant};
+use tokio::{net::UdpSocket, task::JoinHandle};
 
 type Records = HashMap<(Name, RecordType), Vec<RData>>;
 
@@ -210,11 +210,12 @@ pub fn peers(provider: &dyn PeerProvider) -> Vec<String> {
 
 /// Waits until `condition` holds, for at most 10 s.
 pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let held = c19_testkit::wait_until(Duration::from_secs(10), || {
+        let holds = condition();
+        async move { holds }
+    })
+    .await;
+    assert!(held, "timed out waiting for {what}");
 }
 
 /// Waits until `provider` has done `count` more rounds than now.
