@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 mod exchange;
 
-pub(crate) use exchange::{EXCHANGE_PATH, MESSAGE_TYPE};
+pub(crate) use exchange::{EXCHANGE_PATH, MESSAGE_TYPE, Reply};
 
 use crate::{
     clock::{self, ClockOffsets},

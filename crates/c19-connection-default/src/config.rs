@@ -236,7 +236,7 @@ impl DefaultConnectionConfig {
             max_message_bytes: self.max_message_bytes.min(self.body_limit).get(),
             concurrency: self.concurrency.get(),
             sync_timeout: ms(self.sync_timeout),
-            // A failing peer is skipped for 1, 2, 4, ... push rounds.
+            // A failing peer is skipped for 0, 1, 2, 4, ... push rounds.
             backoff: push_interval.min(MAX_BACKOFF),
         }
     }

@@ -35,6 +35,15 @@ pub enum Error {
     /// The request did not complete: connection refused or reset, timeout, ...
     #[error("request failed: {0}")]
     Request(#[source] reqwest::Error),
+    /// A message did not reach the peer over a transport other than HTTP (the
+    /// simulator's network: lost, cut off by a partition, or the peer is down).
+    #[error("`{peer}` is unreachable: {reason}")]
+    Unreachable {
+        /// The peer as `host:port`.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
     /// The peer answered with an unexpected status (a server error, usually).
     #[error("unexpected HTTP status {status}: {message}")]
     Status {

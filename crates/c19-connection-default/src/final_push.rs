@@ -6,7 +6,9 @@
 //! the last chance); if none takes it, another sample is tried after a pause, until the
 //! runtime's grace period (`spec.grace_period`) runs out and it drops this future.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::{config::MAX_BACKOFF, gossip::Gossip, push::publish_to};
 
@@ -34,7 +36,8 @@ pub(crate) async fn flush(gossip: &Gossip<'_>, mut since: u64) {
             );
             return;
         }
-        match publish_to(gossip, since, targets).await {
+        crate::push::counted(gossip, &targets);
+        match publish_to(gossip, since, targets, None).await {
             Some(reached) if reached >= head => {
                 tracing::info!(
                     from = since,

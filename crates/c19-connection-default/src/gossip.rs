@@ -1,29 +1,29 @@
 //! What the publisher and the receiver share: the state, the peers, the client, and the
 //! bookkeeping of each exchange (health, logs, counters).
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Instant,
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
 };
 
 use bytes::Bytes;
 use c19_core::{Applied, Diff, PeerProvider, Points, SafeState};
+use tokio::time::Instant;
 
 mod exchange;
 
 pub(crate) use exchange::Dialects;
 
 use crate::{
-    client::{PeerClient, Pulled},
+    client::Pulled,
     config::Settings,
+    debts::Debts,
     error::{Error, Result},
     first_sync::FirstSync,
     peers::{PeerBook, Target},
     report,
     stats::Stats,
+    transport::{Offload, Transport},
 };
 
 /// How one exchange with a peer went.
@@ -46,8 +46,13 @@ pub(crate) struct Gossip<'a> {
     pub provider: Option<&'a dyn PeerProvider>,
     /// Health and identity of the peers.
     pub book: PeerBook,
-    /// The HTTP client.
-    pub client: PeerClient,
+    /// What carries messages to peers: the HTTP client, or the simulator's network.
+    pub transport: Box<dyn Transport>,
+    /// Where diffs, merges and exchange steps run.
+    pub offload: Offload,
+    /// Whether contacts are reported to the operator's board ([`c19_core::status`], one
+    /// per process): not in the simulator, whose agents share the process.
+    pub board: bool,
     /// The configuration.
     pub settings: Settings,
     /// Traffic counters.
@@ -61,6 +66,8 @@ pub(crate) struct Gossip<'a> {
     pub dialects: Dialects,
     /// The first sync, on which the connection's readiness waits.
     pub first_sync: FirstSync,
+    /// The peers owed changes they did not take yet.
+    pub debts: Debts,
 }
 
 impl Gossip<'_> {
@@ -93,9 +100,13 @@ impl Gossip<'_> {
     /// The peers `provider` offers now, counted and reported to the operator's board.
     fn offered(&self, provider: &dyn PeerProvider) -> Vec<c19_core::Peer> {
         let peers = provider.get();
-        let others = self.book.others(&peers);
-        self.stats.peers(others.len());
-        c19_core::status::offered(&others);
+        if self.board {
+            let others = self.book.others(&peers);
+            self.stats.peers(others.len());
+            c19_core::status::offered(&others);
+        } else {
+            self.stats.peers(self.book.count_others(&peers));
+        }
         peers
     }
 
@@ -109,14 +120,17 @@ impl Gossip<'_> {
     pub async fn diff(&self, since: u64) -> Result<Diff> {
         let state = self.state.clone();
         let max_bytes = self.settings.max_push_bytes;
-        Ok(tokio::task::spawn_blocking(move || state.diff(since, max_bytes)).await??)
+        Ok(self
+            .offload
+            .run(move || state.diff(since, max_bytes))
+            .await??)
     }
 
     /// Sends `changes` to `target`.
     pub async fn push(&self, target: &Target, changes: Bytes) -> Outcome {
         let length = changes.len();
         let result = match self.book.resolve(target, self.settings.timeout).await {
-            Ok(addr) => self.client.push(addr, changes).await,
+            Ok(addr) => self.transport.push(addr, changes).await,
             Err(error) => Err(error),
         };
         match &result {
@@ -124,7 +138,9 @@ impl Gossip<'_> {
             Err(Error::Refused { .. } | Error::Busy { .. }) => self.stats.push_sent(length, false),
             Err(_) => self.stats.push_failed(),
         }
-        report::pushed(&target.name, &result, length);
+        if self.board {
+            report::pushed(&target.name, &result, length);
+        }
         self.judge(target, result.map(|()| None))
     }
 
@@ -139,7 +155,7 @@ impl Gossip<'_> {
         let result = async {
             let addr = self.book.resolve(target, self.settings.timeout).await?;
             let version = self.state.version();
-            let pulled = self.client.pull(addr, &version).await?;
+            let pulled = self.transport.pull(addr, &version).await?;
             self.first_sync.heard();
             in_sync = Some(matches!(pulled, Pulled::UpToDate));
             match pulled {
@@ -166,14 +182,16 @@ impl Gossip<'_> {
         if let Ok(Some(applied)) = &result {
             tracing::debug!(peer = %target.name, applied = applied.applied, "merged a pull");
         }
-        report::pulled(&target.name, report::LEGACY_PULL, &result, in_sync, traffic);
+        if self.board {
+            report::pulled(&target.name, report::LEGACY_PULL, &result, in_sync, traffic);
+        }
         self.judge(target, result)
     }
 
     /// Merges a pulled state. While catching up, notes the stretch of history it filled.
     async fn merge(&self, body: Bytes) -> Result<Applied> {
         let state = self.state.clone();
-        let applied = tokio::task::spawn_blocking(move || state.set(&body)).await??;
+        let applied = self.offload.run(move || state.set(&body)).await??;
         self.note_pulled(applied.points);
         Ok(applied)
     }
@@ -213,8 +231,10 @@ impl Gossip<'_> {
     /// Records how an exchange with `target` went.
     fn judge(&self, target: &Target, result: Result<Option<Applied>>) -> Outcome {
         let outcome = self.judged(target, result);
-        let (failures, retry_at) = self.book.standing(&target.name);
-        report::standing(&target.name, failures, retry_at);
+        if self.board {
+            let (failures, retry_at) = self.book.standing(&target.name);
+            report::standing(&target.name, failures, retry_at);
+        }
         outcome
     }
 

@@ -89,6 +89,7 @@ mod client;
 mod clock;
 mod codec;
 mod config;
+mod debts;
 mod error;
 mod exported;
 mod final_push;
@@ -101,8 +102,11 @@ mod push;
 mod receiver;
 mod report;
 mod server;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod stats;
 mod tls;
+mod transport;
 
 #[cfg(test)]
 mod tests;
@@ -319,15 +323,20 @@ impl DefaultConnection {
                 settings.dial_port,
                 settings.backoff,
             ),
-            client: PeerClient::with_tls(&settings, node, client_tls)
-                .map_err(LayerError::other)?
-                .with_max_clock_skew(max_clock_skew),
+            transport: Box::new(
+                PeerClient::with_tls(&settings, node, client_tls)
+                    .map_err(LayerError::other)?
+                    .with_max_clock_skew(max_clock_skew),
+            ),
+            offload: transport::Offload::Pool,
+            board: true,
             settings,
             stats,
             pulled: Default::default(),
             catching_up: true.into(),
             dialects: Default::default(),
             first_sync,
+            debts: Default::default(),
         };
         tokio::join!(
             server::serve(

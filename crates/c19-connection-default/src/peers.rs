@@ -5,11 +5,16 @@ use std::{
     collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
     sync::{Mutex, MutexGuard},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use c19_core::{Peer, peer::Host};
-use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::time::Instant;
+
+mod list;
+
+use list::PeerList;
 
 use crate::{
     config::MAX_BACKOFF,
@@ -36,11 +41,17 @@ struct Health {
     logged_at: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Book {
     health: HashMap<String, Health>,
     /// Peers found to be this agent.
     myself: HashSet<String>,
+    /// Draws the random peers: seeded from the system, or from the simulator's seed.
+    rng: StdRng,
+    /// The provider's list as last seen.
+    list: PeerList,
+    /// Scratch room for sampling: indices into `list.targets`.
+    order: Vec<usize>,
 }
 
 /// What this connection knows about its peers.
@@ -60,12 +71,35 @@ pub(crate) struct PeerBook {
 impl PeerBook {
     /// A book for an agent listening on `bind_ip:own_port`.
     pub fn new(bind_ip: IpAddr, own_port: u16, dial_port: u16, backoff: Duration) -> Self {
+        Self::with_rng(
+            bind_ip,
+            own_port,
+            dial_port,
+            backoff,
+            StdRng::from_rng(&mut rand::rng()),
+        )
+    }
+
+    /// [`PeerBook::new`], drawing peers from `rng` (the simulator seeds it).
+    pub fn with_rng(
+        bind_ip: IpAddr,
+        own_port: u16,
+        dial_port: u16,
+        backoff: Duration,
+        rng: StdRng,
+    ) -> Self {
         Self {
             own_port,
             bind_ip,
             dial_port,
             backoff,
-            book: Mutex::default(),
+            book: Mutex::new(Book {
+                health: HashMap::new(),
+                myself: HashSet::new(),
+                rng,
+                list: PeerList::default(),
+                order: Vec::new(),
+            }),
         }
     }
 
@@ -86,33 +120,47 @@ impl PeerBook {
     /// Up to `r0` distinct peers from `peers`, chosen at random among those that are not
     /// this agent and not backed off at `now`.
     pub fn choose(&self, peers: &[Peer], r0: usize, now: Instant) -> Vec<Target> {
-        let book = self.book();
-        let mut seen = HashSet::new();
-        let candidates: Vec<Target> = peers
-            .iter()
-            .filter_map(|peer| {
-                let name = peer.authority(self.dial_port);
-                if !seen.insert(name.clone()) || self.is_itself(&book, peer, &name) {
-                    return None;
-                }
-                if book
-                    .health
-                    .get(&name)
-                    .is_some_and(|health| health.retry_at > now)
-                {
-                    return None;
-                }
-                Some(Target {
-                    name,
-                    peer: peer.clone(),
-                })
-            })
-            .collect();
-        drop(book);
-        candidates
-            .choose_multiple(&mut rand::rng(), r0)
-            .cloned()
-            .collect()
+        let mut book = self.book();
+        let book = &mut *book;
+        book.list.refresh(peers, self.dial_port);
+        self.sample(book, r0, now, None)
+    }
+
+    /// Up to `r0` of the book's list, at random, skipping this agent, peers backed off at
+    /// `now`, and `except`: a random order of the distinct peers, cut after `r0` of them.
+    fn sample(
+        &self,
+        book: &mut Book,
+        r0: usize,
+        now: Instant,
+        except: Option<&str>,
+    ) -> Vec<Target> {
+        let Book {
+            health,
+            myself,
+            rng,
+            list,
+            order,
+        } = book;
+        order.clear();
+        order.extend(0..list.targets.len());
+        let mut chosen = Vec::with_capacity(r0.min(order.len()));
+        let mut left = order.len();
+        while chosen.len() < r0 && left > 0 {
+            let pick = rng.random_range(0..left);
+            left -= 1;
+            order.swap(pick, left);
+            let target = &list.targets[order[left]];
+            let skipped = Some(target.name.as_str()) == except
+                || self.is_itself(myself, &target.peer, &target.name)
+                || health
+                    .get(&target.name)
+                    .is_some_and(|health| health.retry_at > now);
+            if !skipped {
+                chosen.push(target.clone());
+            }
+        }
+        chosen
     }
 
     /// As [`PeerBook::choose`], with one of the `r0` being this agent's successor: the
@@ -131,60 +179,64 @@ impl PeerBook {
         r0: usize,
         now: Instant,
     ) -> Vec<Target> {
-        let Some(next) = self.successor(peers, itself, now).filter(|_| r0 > 0) else {
-            return self.choose(peers, r0, now);
+        let mut book = self.book();
+        let book = &mut *book;
+        book.list.refresh(peers, self.dial_port);
+        book.list.place_itself(itself, self.dial_port);
+        let Some(next) = self.successor(book, now).filter(|_| r0 > 0) else {
+            return self.sample(book, r0, now, None);
         };
-        let others: Vec<Target> = self
-            .choose(peers, r0 + 1, now)
-            .into_iter()
-            .filter(|target| target.name != next.name)
-            .take(r0 - 1)
-            .collect();
+        let others = self.sample(book, r0 - 1, now, Some(&next.name));
         std::iter::once(next).chain(others).collect()
     }
 
-    /// The first peer after this agent, in the order of the names of `peers` (and of
-    /// `itself`, this agent as the provider says its peers see it), that is not this
-    /// agent and not backed off at `now`; `None` when neither names this agent.
-    fn successor(&self, peers: &[Peer], itself: Option<&Peer>, now: Instant) -> Option<Target> {
-        let book = self.book();
-        let mut ring: Vec<(String, &Peer, bool)> = peers
-            .iter()
-            .map(|peer| {
-                let name = peer.authority(self.dial_port);
-                let itself = self.is_itself(&book, peer, &name);
-                (name, peer, itself)
-            })
-            .chain(itself.map(|peer| (peer.authority(self.dial_port), peer, true)))
-            .collect();
-        // Itself first among equal names, so the dedup keeps it marked.
-        ring.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.cmp(&a.2)));
-        ring.dedup_by(|a, b| a.0 == b.0);
-        let own = ring.iter().position(|(_, _, itself)| *itself)?;
-        let after = ring[own + 1..].iter().chain(&ring[..own]);
+    /// The first peer after this agent on the ring of the book's list (and of the
+    /// provider's `itself`) that is not this agent and not backed off at `now`; `None`
+    /// when neither names this agent.
+    fn successor(&self, book: &Book, now: Instant) -> Option<Target> {
+        let list = &book.list;
+        let is_itself = |(name, index): &(String, Option<usize>)| match index {
+            None => true,
+            Some(index) => {
+                list.itself.as_ref() == Some(name)
+                    || self.is_itself(&book.myself, &list.targets[*index].peer, name)
+            }
+        };
+        let own = list.ring.iter().position(is_itself)?;
+        let after = list.ring[own + 1..].iter().chain(&list.ring[..own]);
         after
-            .filter(|(_, _, itself)| !itself)
-            .find(|(name, _, _)| {
+            .filter(|entry| !is_itself(entry))
+            .find(|(name, _)| {
                 book.health
                     .get(name)
                     .is_none_or(|health| health.retry_at <= now)
             })
-            .map(|(name, peer, _)| Target {
-                name: name.clone(),
-                peer: (*peer).clone(),
-            })
+            .and_then(|(_, index)| index.map(|index| list.targets[index].clone()))
     }
 
     /// The names of the distinct peers of `peers` not known to be this agent.
     pub fn others(&self, peers: &[Peer]) -> Vec<String> {
-        let book = self.book();
-        let mut seen = HashSet::new();
-        peers
+        let mut book = self.book();
+        let book = &mut *book;
+        book.list.refresh(peers, self.dial_port);
+        book.list
+            .targets
             .iter()
-            .map(|peer| (peer, peer.authority(self.dial_port)))
-            .filter(|(peer, name)| !self.is_itself(&book, peer, name) && seen.insert(name.clone()))
-            .map(|(_, name)| name)
+            .filter(|target| !self.is_itself(&book.myself, &target.peer, &target.name))
+            .map(|target| target.name.clone())
             .collect()
+    }
+
+    /// How many distinct peers of `peers` are not known to be this agent.
+    pub fn count_others(&self, peers: &[Peer]) -> usize {
+        let mut book = self.book();
+        let book = &mut *book;
+        book.list.refresh(peers, self.dial_port);
+        book.list
+            .targets
+            .iter()
+            .filter(|target| !self.is_itself(&book.myself, &target.peer, &target.name))
+            .count()
     }
 
     /// How `name` stands: its failures in a row, and until when it is skipped.
@@ -195,14 +247,9 @@ impl PeerBook {
             .map_or((0, None), |health| (health.failures, Some(health.retry_at)))
     }
 
-    /// How many distinct peers of `peers` are not known to be this agent.
-    pub fn count_others(&self, peers: &[Peer]) -> usize {
-        self.others(peers).len()
-    }
-
     /// Whether `peer`, dialled as `name`, is known to be this agent.
-    fn is_itself(&self, book: &Book, peer: &Peer, name: &str) -> bool {
-        if book.myself.contains(name) {
+    fn is_itself(&self, myself: &HashSet<String>, peer: &Peer, name: &str) -> bool {
+        if myself.contains(name) {
             return true;
         }
         match peer.host {
@@ -318,9 +365,14 @@ impl PeerBook {
         }
     }
 
-    /// How long to skip a peer after `failures` failures in a row.
+    /// How long to skip a peer after `failures` failures in a row: not at all after one
+    /// (a lost message says little, and skipping a live successor on the ring would leave
+    /// it to random picks), then `backoff`, doubling.
     fn backoff_after(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(16);
+        if failures <= 1 {
+            return Duration::ZERO;
+        }
+        let doublings = failures.saturating_sub(2).min(16);
         self.backoff.saturating_mul(1 << doublings).min(MAX_BACKOFF)
     }
 }
@@ -409,13 +461,15 @@ mod tests {
             others.insert(chosen[1].name.clone());
         }
         assert_eq!(others.len(), 3, "the rest is random: {others:?}");
-        // The last name wraps round to the first; a backed-off successor is skipped.
+        // The last name wraps round to the first; a backed-off successor (two failures in
+        // a row) is skipped.
         let last = peers(&["10.0.0.1", "127.0.0.1:4097", "10.0.0.2"]);
         let start = Instant::now();
         let first = Target {
             name: "10.0.0.1:4097".into(),
             peer: last[0].clone(),
         };
+        book.failed(&first, &failure(), 1, start);
         book.failed(&first, &failure(), 1, start);
         let chosen = book.choose_for_push(&last, None, 1, start);
         assert_eq!(names(&chosen), ["10.0.0.2:4097"]);
@@ -495,6 +549,12 @@ mod tests {
         };
         let start = Instant::now();
         book.failed(&target, &failure(), 1, start);
+        assert_eq!(
+            book.choose(&list, 2, start).len(),
+            2,
+            "one failure (a lost message) is no reason to skip a peer"
+        );
+        book.failed(&target, &failure(), 1, start);
         assert_eq!(names(&book.choose(&list, 2, start)), ["10.0.0.2:4097"]);
         assert_eq!(
             book.choose(&list, 2, start + Duration::from_millis(100))
@@ -503,7 +563,7 @@ mod tests {
         );
         book.failed(&target, &failure(), 1, start);
         book.failed(&target, &failure(), 1, start);
-        // Third failure in a row: skipped for 400 ms.
+        // Fourth failure in a row: skipped for 400 ms.
         assert_eq!(
             book.choose(&list, 2, start + Duration::from_millis(399))
                 .len(),
@@ -567,5 +627,57 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_new_list_of_peers_is_read_again_and_the_ring_follows_it() {
+        let book = book();
+        let first = peers(&["10.0.0.1", "10.0.0.2"]);
+        let now = Instant::now();
+        assert_eq!(
+            names(&book.choose(&first, 5, now)),
+            ["10.0.0.1:4097", "10.0.0.2:4097"]
+        );
+        let second = peers(&["10.0.0.3", "10.0.0.4", "10.0.0.3"]);
+        assert_eq!(
+            names(&book.choose(&second, 5, now)),
+            ["10.0.0.3:4097", "10.0.0.4:4097"],
+            "the new list, each peer once"
+        );
+        assert_eq!(book.count_others(&second), 2);
+        let itself: Peer = "10.0.0.15:4097".parse().unwrap();
+        let ring = peers(&["10.0.0.10", "10.0.0.20", "10.0.0.30"]);
+        let pushed = book.choose_for_push(&ring, Some(&itself), 1, now);
+        assert_eq!(
+            names(&pushed),
+            ["10.0.0.20:4097"],
+            "the successor of 10.0.0.15 by name"
+        );
+        let moved: Peer = "10.0.0.25:4097".parse().unwrap();
+        let pushed = book.choose_for_push(&ring, Some(&moved), 1, now);
+        assert_eq!(
+            names(&pushed),
+            ["10.0.0.30:4097"],
+            "a new itself moves on the ring"
+        );
+    }
+
+    #[test]
+    fn seeded_books_choose_alike() {
+        let list = peers(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]);
+        let seeded = |seed| {
+            PeerBook::with_rng(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                OWN,
+                OWN,
+                Duration::from_secs(1),
+                StdRng::seed_from_u64(seed),
+            )
+        };
+        let (a, b) = (seeded(5), seeded(5));
+        let now = Instant::now();
+        for _ in 0..20 {
+            assert_eq!(a.choose(&list, 2, now), b.choose(&list, 2, now));
+        }
     }
 }

@@ -33,7 +33,11 @@ use std::{collections::VecDeque, sync::atomic::Ordering};
 use c19_core::Shutdown;
 use tokio::time::{self, MissedTickBehavior};
 
-use crate::{final_push, gossip::Gossip, push::publish};
+use crate::{
+    final_push,
+    gossip::Gossip,
+    push::{self, Stragglers},
+};
 
 /// In how many rounds each change is pushed.
 pub(crate) const PUSH_ROUNDS: usize = 2;
@@ -42,59 +46,96 @@ pub(crate) const PUSH_ROUNDS: usize = 2;
 pub(crate) async fn run(gossip: &Gossip<'_>, shutdown: &Shutdown) {
     // What the state held at start is known to peers or reaches them by pulls.
     let mut publisher = Publisher::new(gossip.state.head());
-    match gossip.state.watch_head() {
-        Some(heads) => leading_edge(gossip, shutdown, &mut publisher, heads).await,
-        None => ticking(gossip, shutdown, &mut publisher).await,
-    }
+    let (stragglers, left) = Stragglers::new();
+    let publishing = async {
+        match gossip.state.watch_head() {
+            Some(heads) => {
+                leading_edge(gossip, shutdown, &mut publisher, heads, &stragglers).await;
+            }
+            None => ticking(gossip, shutdown, &mut publisher, &stragglers).await,
+        }
+        // The pushes left under way end (each within its timeout) before the last push.
+        drop(stragglers);
+    };
+    tokio::join!(publishing, push::run_stragglers(left));
     publisher.settle(gossip);
     final_push::flush(gossip, publisher.since()).await;
 }
 
-/// Rounds as soon as something is pending, at most one per `push_interval`.
-async fn leading_edge(
-    gossip: &Gossip<'_>,
+/// Rounds as soon as something is pending, at most one with new changes per
+/// `push_interval`; a peer owed changes it did not take is sent them again at most once
+/// an interval, in a round of new changes when there is one.
+async fn leading_edge<'a>(
+    gossip: &'a Gossip<'_>,
     shutdown: &Shutdown,
     publisher: &mut Publisher,
     mut heads: tokio::sync::watch::Receiver<u64>,
+    stragglers: &Stragglers<'a>,
 ) {
     let interval = gossip.settings.push_interval;
     let started = time::Instant::now();
-    let mut last_round: Option<time::Instant> = None;
+    // The last round with new changes, and the last round of any kind.
+    let mut last_fresh: Option<time::Instant> = None;
+    let mut last_round = started;
     loop {
-        // Seen before looking, so that a move after the look wakes the wait below.
+        // Seen before looking, so that a move after the look wakes the waits below.
         heads.borrow_and_update();
-        if !publisher.pending(gossip) {
+        let fresh = publisher.fresh(gossip);
+        if !fresh && !gossip.debts.any() {
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = gossip.debts.recorded() => continue,
                 changed = heads.changed() => {
                     if changed.is_err() {
                         // The state went away: nothing will move any more.
-                        return ticking(gossip, shutdown, publisher).await;
+                        return ticking(gossip, shutdown, publisher, stragglers).await;
                     }
                     continue;
                 }
             }
         }
-        // While catching up after start, the news is mostly what the pull under way
-        // brings, which peers have: look once an interval, as a ticking publisher does.
-        let catching_up = gossip.catching_up.load(Ordering::Acquire);
-        let since_last = last_round.unwrap_or(started);
-        if catching_up || last_round.is_some() {
+        let due = if fresh {
+            // While catching up after start, the news is mostly what the pull under way
+            // brings, which peers have: look once an interval, as a ticking publisher does.
+            let catching_up = gossip.catching_up.load(Ordering::Acquire);
+            match last_fresh {
+                Some(last) => Some(last + interval),
+                None if catching_up => Some(started + interval),
+                None => None,
+            }
+        } else {
+            Some(last_round + interval)
+        };
+        if let Some(due) = due {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = time::sleep_until(since_last + interval) => {}
+                () = time::sleep_until(due) => {}
+                // New changes while only debts wait: they may go at once.
+                changed = heads.changed(), if !fresh => {
+                    if changed.is_ok() {
+                        continue;
+                    }
+                }
             }
         }
-        last_round = Some(time::Instant::now());
+        last_round = time::Instant::now();
+        if publisher.fresh(gossip) {
+            last_fresh = Some(last_round);
+        }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = publisher.round(gossip) => {}
+            () = publisher.round_leaving(gossip, stragglers) => {}
         }
     }
 }
 
 /// A round every `push_interval`.
-async fn ticking(gossip: &Gossip<'_>, shutdown: &Shutdown, publisher: &mut Publisher) {
+async fn ticking<'a>(
+    gossip: &'a Gossip<'_>,
+    shutdown: &Shutdown,
+    publisher: &mut Publisher,
+    stragglers: &Stragglers<'a>,
+) {
     let mut ticker = time::interval(gossip.settings.push_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -104,7 +145,7 @@ async fn ticking(gossip: &Gossip<'_>, shutdown: &Shutdown, publisher: &mut Publi
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = publisher.round(gossip) => {}
+            () = publisher.round_leaving(gossip, stragglers) => {}
         }
     }
 }
@@ -141,20 +182,68 @@ impl Publisher {
         }
     }
 
-    /// Whether changes wait for a round (after settling what a pull brought).
-    pub fn pending(&mut self, gossip: &Gossip<'_>) -> bool {
+    /// Whether new changes wait for a round (after settling what a pull brought).
+    pub fn fresh(&mut self, gossip: &Gossip<'_>) -> bool {
         self.settle(gossip);
         gossip.state.head() != self.since()
     }
 
-    /// One round: sends the changes after [`Publisher::since`] to random peers.
+    /// One round: sends the changes after [`Publisher::since`] to random peers, waiting
+    /// for each.
+    #[cfg(test)]
     pub async fn round(&mut self, gossip: &Gossip<'_>) {
         self.settle(gossip);
         let since = self.since();
         if gossip.state.head() == since {
             return;
         }
-        if let Some(reached) = publish(gossip, since).await {
+        let reached = push::publish(gossip, since).await;
+        self.reached(reached);
+    }
+
+    /// One round, leaving pushes still under way when the next round is due to
+    /// `stragglers` once some peer took the changes: the new changes to `r0` peers, and
+    /// beside them what peers are owed to those peers.
+    pub async fn round_leaving<'a>(&mut self, gossip: &'a Gossip<'_>, stragglers: &Stragglers<'a>) {
+        self.settle(gossip);
+        let since = self.since();
+        let fresh = gossip.state.head() != since;
+        let (debtors, owed_since) = gossip.debts.due(
+            &gossip.book,
+            time::Instant::now(),
+            gossip.settings.push_interval,
+        );
+        if !fresh && debtors.is_empty() {
+            return;
+        }
+        let mut targets = if fresh {
+            gossip.choose_push()
+        } else {
+            Vec::new()
+        };
+        targets.retain(|target| !debtors.iter().any(|owed| owed.name == target.name));
+        push::counted(gossip, &targets);
+        let repaying = async {
+            if let Some(owed_since) = owed_since {
+                push::publish_to(gossip, owed_since, debtors, Some(stragglers)).await;
+            }
+        };
+        let publishing = async {
+            if fresh {
+                Some(push::publish_to(gossip, since, targets, Some(stragglers)).await)
+            } else {
+                None
+            }
+        };
+        let (reached, ()) = tokio::join!(publishing, repaying);
+        if let Some(reached) = reached {
+            self.reached(reached);
+        }
+    }
+
+    /// Notes how far a round's changes reached some peer.
+    fn reached(&mut self, reached: Option<u64>) {
+        if let Some(reached) = reached {
             self.marks.pop_front();
             self.marks.push_back(reached);
         }

@@ -1,9 +1,8 @@
 //! Reports each contact with a peer to the operator's board ([`c19_core::status`]): what
 //! the telemetry port's `GET /peers`, `c19 status` and the status page show.
 
-use std::time::Instant;
-
 use c19_core::status::{self, Contact};
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 

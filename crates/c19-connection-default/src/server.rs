@@ -36,6 +36,7 @@ use crate::{
 };
 
 mod backlog;
+mod direct;
 mod exchange;
 mod serve;
 

@@ -33,8 +33,29 @@ fn parse_offset(value: Option<&str>) -> i64 {
         .unwrap_or(0)
 }
 
+/// A replacement of the system clock: Unix ms, or `None` where it does not apply (and
+/// the system clock is read).
+pub type ClockSource = fn() -> Option<u64>;
+
+static SOURCE: OnceLock<ClockSource> = OnceLock::new();
+
+/// Simulation aid: makes [`now_ms`] read `source` first, for the rest of the process;
+/// where it answers `None` the system clock is read as before. The simulator installs a
+/// source that answers the virtual time of its runtime's thread, so its agents stamp
+/// writes reproducibly. Only the first call installs; returns whether this one did (or
+/// the same source was already installed).
+pub fn set_source(source: ClockSource) -> bool {
+    let installed = *SOURCE.get_or_init(|| source);
+    std::ptr::fn_addr_eq(installed, source)
+}
+
 /// Milliseconds since the Unix epoch on the agent's clock (0 if the clock is before it).
 pub fn now_ms() -> u64 {
+    if let Some(source) = SOURCE.get()
+        && let Some(ms) = source()
+    {
+        return ms;
+    }
     let system = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| {

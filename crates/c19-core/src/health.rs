@@ -56,6 +56,11 @@ pub fn unready(component: &str) {
     }
 }
 
+/// Removes `component` from the list (a simulated agent that is gone).
+pub fn forget(component: &str) {
+    components().remove(component);
+}
+
 /// Whether `component` is registered and ready.
 pub fn is_component_ready(component: &str) -> bool {
     components().get(component).is_some_and(|entry| entry.ready)

@@ -134,6 +134,12 @@ impl Readiness {
         health::unready(&self.component);
     }
 
+    /// Removes the component from `/readyz`: it is gone for good, not merely stopped
+    /// (the simulator's agents, which come and go by the thousand).
+    pub fn forget(&self) {
+        health::forget(&self.component);
+    }
+
     /// Whether the component is ready now.
     pub fn is_ready(&self) -> bool {
         health::is_component_ready(&self.component)

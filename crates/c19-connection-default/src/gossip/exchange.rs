@@ -2,15 +2,11 @@
 //! carries them to the peer, counts them, and falls back to pulling the whole state
 //! from peers that do not take part (0.1 agents, or states without exchanges).
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Mutex, time::Duration};
 
 use bytes::Bytes;
 use c19_core::{Applied, StateError, SyncSession};
+use tokio::time::Instant;
 
 use super::{Gossip, Outcome};
 use crate::{
@@ -111,13 +107,15 @@ impl Gossip<'_> {
             result => {
                 // Equal versions end an exchange at its first answer.
                 let in_sync = result.as_ref().ok().map(|_| traffic.messages == 1);
-                report::pulled(
-                    &target.name,
-                    report::EXCHANGE,
-                    &result,
-                    in_sync,
-                    (traffic.sent, traffic.received),
-                );
+                if self.board {
+                    report::pulled(
+                        &target.name,
+                        report::EXCHANGE,
+                        &result,
+                        in_sync,
+                        (traffic.sent, traffic.received),
+                    );
+                }
                 match &result {
                     Ok(applied) => {
                         self.stats.pull_answered(0);
@@ -148,7 +146,7 @@ impl Gossip<'_> {
             let Some(request) = request? else {
                 return Ok(session.applied());
             };
-            let reply = match self.client.exchange(addr, request, coding).await {
+            let reply = match self.transport.exchange(addr, request, coding).await {
                 // A peer of another kind of state cannot read the opening message.
                 Err(Error::Refused { status: 400, .. }) if sent == 0 => {
                     return Err(Error::NoExchange { status: 400 });
@@ -174,11 +172,12 @@ impl Gossip<'_> {
         mut session: Box<dyn SyncSession>,
         answer: Option<Bytes>,
     ) -> Result<(Box<dyn SyncSession>, Result<Option<Bytes>>)> {
-        Ok(tokio::task::spawn_blocking(move || {
-            let request = session.step(answer.as_deref()).map_err(Error::State);
-            (session, request)
-        })
-        .await?)
+        self.offload
+            .run(move || {
+                let request = session.step(answer.as_deref()).map_err(Error::State);
+                (session, request)
+            })
+            .await
     }
 }
 

@@ -192,7 +192,9 @@ pub(crate) fn gossip<'a>(
             settings.dial_port,
             settings.backoff,
         ),
-        client: PeerClient::new(&settings, NodeId::random()).unwrap(),
+        transport: Box::new(PeerClient::new(&settings, NodeId::random()).unwrap()),
+        offload: crate::transport::Offload::Pool,
+        board: true,
         settings,
         stats: Arc::new(Stats::default()),
         pulled: Default::default(),
@@ -203,5 +205,6 @@ pub(crate) fn gossip<'a>(
             Shutdown::new(),
             c19_core::Readiness::for_component("connection"),
         ),
+        debts: Default::default(),
     }
 }

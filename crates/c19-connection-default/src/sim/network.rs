@@ -1,0 +1,251 @@
+//! The simulator's network: agents' peer servers by address, and a model of the links
+//! between them (latency, loss, partitions), drawn from one seeded generator.
+//!
+//! A message is a request and its answer. Each way takes the link's latency (fixed, or
+//! drawn uniformly from a range) and may be lost with the loss probability; a lost
+//! request or answer, or one across a partition, leaves the sender waiting for its
+//! timeout, as a dropped TCP connection would. A message to an address where no agent
+//! runs fails at once, as a refused connection does. The receiving agent handles the
+//! request in place, between the two trips.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+
+use crate::server::PeerServer;
+
+/// How long a message takes one way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniformly between the two.
+    Uniform(Duration, Duration),
+}
+
+/// The model of every link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Links {
+    /// One-way latency.
+    pub latency: Latency,
+    /// Probability that one way of a message is lost.
+    pub loss: f64,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Self {
+            latency: Latency::Fixed(Duration::from_millis(1)),
+            loss: 0.0,
+        }
+    }
+}
+
+/// What crossed the network since it was made: messages delivered (request and answer
+/// both arrived) and body bytes of each kind, uncompressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// Pushes delivered.
+    pub pushes: u64,
+    /// Body bytes of delivered pushes.
+    pub push_bytes: u64,
+    /// Exchange messages delivered (each a request and its answer).
+    pub exchange_messages: u64,
+    /// Body bytes of exchange requests and answers.
+    pub exchange_bytes: u64,
+    /// 0.1 whole-state pulls answered.
+    pub pulls: u64,
+    /// Body bytes of their answers.
+    pub pull_bytes: u64,
+    /// Requests or answers lost, or cut by a partition.
+    pub lost: u64,
+}
+
+impl std::ops::Sub for Traffic {
+    type Output = Traffic;
+
+    /// What crossed between two readings.
+    fn sub(self, earlier: Traffic) -> Traffic {
+        Traffic {
+            pushes: self.pushes.saturating_sub(earlier.pushes),
+            push_bytes: self.push_bytes.saturating_sub(earlier.push_bytes),
+            exchange_messages: self
+                .exchange_messages
+                .saturating_sub(earlier.exchange_messages),
+            exchange_bytes: self.exchange_bytes.saturating_sub(earlier.exchange_bytes),
+            pulls: self.pulls.saturating_sub(earlier.pulls),
+            pull_bytes: self.pull_bytes.saturating_sub(earlier.pull_bytes),
+            lost: self.lost.saturating_sub(earlier.lost),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    pushes: AtomicU64,
+    push_bytes: AtomicU64,
+    exchange_messages: AtomicU64,
+    exchange_bytes: AtomicU64,
+    pulls: AtomicU64,
+    pull_bytes: AtomicU64,
+    lost: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// Numbers the networks of a process.
+static NETWORKS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug)]
+struct Inner {
+    id: u64,
+    servers: Mutex<HashMap<SocketAddr, Arc<PeerServer>>>,
+    links: Mutex<Links>,
+    /// The side of the partition each agent is on; `None`: no partition.
+    sides: Mutex<Option<HashMap<SocketAddr, usize>>>,
+    rng: Mutex<StdRng>,
+    counters: Counters,
+}
+
+/// An in-memory network between simulated agents. Clones share it.
+#[derive(Debug, Clone)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+/// How one way of a message fares.
+pub(crate) enum Trip {
+    /// It arrives after this long.
+    Arrives(Duration),
+    /// It is lost, or cut by a partition.
+    Lost,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data: a panic elsewhere leaves nothing half-changed that matters here.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Network {
+    /// A network whose links follow `links`, drawing from a generator seeded with `seed`.
+    pub fn new(seed: u64, links: Links) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id: NETWORKS.fetch_add(1, Ordering::Relaxed),
+                servers: Mutex::default(),
+                links: Mutex::new(links),
+                sides: Mutex::default(),
+                rng: Mutex::new(StdRng::seed_from_u64(seed)),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// This network's number among those of the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Changes the model of every link from now on.
+    pub fn set_links(&self, links: Links) {
+        *lock(&self.inner.links) = links;
+    }
+
+    /// Cuts the network into `sides`: messages between agents on different sides (or
+    /// to an agent on none) are lost until [`Network::heal`].
+    pub fn partition(&self, sides: &[Vec<SocketAddr>]) {
+        let map = sides
+            .iter()
+            .enumerate()
+            .flat_map(|(side, addrs)| addrs.iter().map(move |addr| (*addr, side)))
+            .collect();
+        *lock(&self.inner.sides) = Some(map);
+    }
+
+    /// Ends a partition.
+    pub fn heal(&self) {
+        *lock(&self.inner.sides) = None;
+    }
+
+    /// What crossed the network so far.
+    pub fn traffic(&self) -> Traffic {
+        let c = &self.inner.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Traffic {
+            pushes: get(&c.pushes),
+            push_bytes: get(&c.push_bytes),
+            exchange_messages: get(&c.exchange_messages),
+            exchange_bytes: get(&c.exchange_bytes),
+            pulls: get(&c.pulls),
+            pull_bytes: get(&c.pull_bytes),
+            lost: get(&c.lost),
+        }
+    }
+
+    pub(crate) fn attach(&self, addr: SocketAddr, server: Arc<PeerServer>) {
+        lock(&self.inner.servers).insert(addr, server);
+    }
+
+    pub(crate) fn detach(&self, addr: SocketAddr) {
+        lock(&self.inner.servers).remove(&addr);
+    }
+
+    /// The peer server at `addr`, if an agent runs there.
+    pub(crate) fn server(&self, addr: SocketAddr) -> Option<Arc<PeerServer>> {
+        lock(&self.inner.servers).get(&addr).cloned()
+    }
+
+    /// How one way from `from` to `to` fares.
+    pub(crate) fn trip(&self, from: SocketAddr, to: SocketAddr) -> Trip {
+        let cut = lock(&self.inner.sides)
+            .as_ref()
+            .is_some_and(|sides| sides.get(&from).is_none() || sides.get(&from) != sides.get(&to));
+        let links = lock(&self.inner.links).clone();
+        let mut rng = lock(&self.inner.rng);
+        // Draw the same numbers whether or not the message is cut, so that a partition
+        // does not shift every later draw.
+        let lost = links.loss > 0.0 && rng.random_bool(links.loss.clamp(0.0, 1.0));
+        let latency = match links.latency {
+            Latency::Fixed(latency) => latency,
+            Latency::Uniform(low, high) if high > low => {
+                let span = u64::try_from((high - low).as_micros()).unwrap_or(u64::MAX);
+                low + Duration::from_micros(rng.random_range(0..=span))
+            }
+            Latency::Uniform(low, _) => low,
+        };
+        if cut || lost {
+            add(&self.inner.counters.lost, 1);
+            Trip::Lost
+        } else {
+            Trip::Arrives(latency)
+        }
+    }
+
+    pub(crate) fn delivered_push(&self, bytes: usize) {
+        add(&self.inner.counters.pushes, 1);
+        add(&self.inner.counters.push_bytes, bytes);
+    }
+
+    pub(crate) fn delivered_exchange(&self, bytes: usize) {
+        add(&self.inner.counters.exchange_messages, 1);
+        add(&self.inner.counters.exchange_bytes, bytes);
+    }
+
+    pub(crate) fn delivered_pull(&self, bytes: usize) {
+        add(&self.inner.counters.pulls, 1);
+        add(&self.inner.counters.pull_bytes, bytes);
+    }
+}
