@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--quick]`: builds `c19-bench` and the agent in release, then
 //! runs the benchmark suite; the table goes to stdout and the reports to
-//! `<target>/bench/` (`report.json`, `report.md`, `convergence.svg`).
+//! `<target>/bench/` (`report.json`, `report.md`, `convergence.svg`, `simulation.svg`).
 
 use std::{
     path::PathBuf,
@@ -13,7 +13,7 @@ use std::{
 
 use crate::util::{cargo, root, run as step};
 
-const USAGE: &str = "cargo xtask bench [--quick] [--only convergence,network,agent,memory,tls,footprint,persistence,scale,steady] \
+const USAGE: &str = "cargo xtask bench [--quick] [--only convergence,network,agent,memory,tls,footprint,persistence,scale,steady,sim] \
                      [--built-in-load] [--no-netns]";
 
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -46,6 +46,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "c19-bench-floor",
         ]),
     )?;
+    // On its own: its tokio has the test clock, which the agent's build must not get.
+    step(
+        "build the simulator (release)",
+        cargo().args(["build", "--release", "-p", "c19-sim", "--bin", "c19-sim"]),
+    )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
@@ -62,6 +67,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     bench
         .arg("--agent")
         .arg(release.join("c19-agent"))
+        .arg("--sim")
+        .arg(release.join("c19-sim"))
         .arg("--out")
         .arg(&out)
         .args(&forward)

@@ -3,6 +3,7 @@
 //! - `ci`: everything CI checks (formatting, lints, tests, feature builds, packaging).
 //! - `cluster`: a local cluster of agents for trying things out.
 //! - `bench`: the benchmark suite, built in release (`--quick` for CI).
+//! - `sim`: the deterministic simulator of large clusters (`c19-sim`).
 //!
 //! It has few dependencies on purpose: it must build fast on a fresh machine.
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 mod bench;
 mod ci;
 mod cluster;
+mod sim;
 mod util;
 
 const HELP: &str = "\
@@ -24,6 +26,10 @@ tasks:
   bench [--quick] [--only LIST] [--built-in-load] [--no-netns]
                                        build in release and run the benchmark suite;
                                        reports in target/bench/
+  sim --agents N[,N...] --seed S[,S...] [--loss P] [--latency MS|MIN-MAX]
+      [--partition MS[:WRITES]] [--writes K] [--push-interval MS] [--pull-interval MS] [--r0 N]
+                                       simulate clusters on a virtual clock (c19-sim, release);
+                                       one JSON line per run
   help                                 this text
 ";
 
@@ -33,6 +39,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("cluster") => cluster::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("sim") => sim::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())
