@@ -11,6 +11,9 @@
 //! 6. TLS: plaintext and mutual TLS (`strict`) side by side on 10 agents: bytes at rest,
 //!    convergence of a new key.
 //!
+//! 7. Footprint, 8. persistence, 9. 100 real agents, 10. steady load (see the README).
+//! 11. Simulation: `c19-sim` from 10 to 1,000 agents, calibrated on the real processes.
+//!
 //! Every figure is printed next to the target of the issue that set it.
 
 pub mod catch_up;
@@ -27,6 +30,8 @@ pub mod network;
 pub mod persistence;
 pub mod report;
 pub mod scale;
+pub mod scale_chart;
+pub mod simulation;
 pub mod stats;
 pub mod steady;
 pub mod svg;
@@ -81,11 +86,13 @@ pub enum Scenario {
     Scale,
     /// A steady 1,000 writes/s: push rounds, bytes per change, convergence.
     Steady,
+    /// The simulator from 10 to 1,000 agents, beside the real processes.
+    Sim,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Convergence,
         Self::Network,
         Self::Agent,
@@ -95,6 +102,7 @@ impl Scenario {
         Self::Persistence,
         Self::Scale,
         Self::Steady,
+        Self::Sim,
     ];
 
     /// The scenario's name on the command line.
@@ -109,6 +117,7 @@ impl Scenario {
             Self::Persistence => "persistence",
             Self::Scale => "scale",
             Self::Steady => "steady",
+            Self::Sim => "sim",
         }
     }
 
@@ -190,6 +199,8 @@ pub struct Options {
     pub scenarios: Vec<Scenario>,
     /// Use the built-in load generator even when `wrk` is installed.
     pub built_in_load: bool,
+    /// The simulator binary (`c19-sim`, a release build).
+    pub sim: PathBuf,
 }
 
 /// Runs the selected scenarios one after the other; a failing scenario is recorded in
@@ -218,6 +229,7 @@ pub async fn run(options: &Options) -> Report {
         duration: Duration::ZERO,
         figures: Vec::new(),
         convergence: Vec::new(),
+        simulated: Vec::new(),
         notes: notes(&generator),
         errors: Vec::new(),
     };
@@ -289,6 +301,25 @@ pub async fn run(options: &Options) -> Report {
                 let outcome = guarded("steady", async move { steady::run(&agent).await });
                 record(&mut report, "steady", outcome.await);
             }
+            Scenario::Sim => {
+                let (sim, quick, real) = (
+                    options.sim.clone(),
+                    options.quick,
+                    report.convergence.clone(),
+                );
+                let outcome = guarded("simulation", async move {
+                    tokio::task::spawn_blocking(move || simulation::run(&sim, quick, &real))
+                        .await
+                        .map_err(|error| Error::Tool(format!("simulation: {error}")))?
+                });
+                match outcome.await {
+                    Ok((outcome, points)) => {
+                        report.simulated = points;
+                        record(&mut report, "simulation", Ok(outcome));
+                    }
+                    Err(error) => record(&mut report, "simulation", Err(error)),
+                }
+            }
         }
     }
     report.duration = began.elapsed();
@@ -306,11 +337,14 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
             (PULL_MS as f64, "max target, 10 agents (issue 4)"),
         ],
     );
-    let files = [
+    let mut files = vec![
         ("report.json", json + "\n"),
         ("report.md", report.to_markdown()),
         ("convergence.svg", chart),
     ];
+    if !report.simulated.is_empty() {
+        files.push(("simulation.svg", simulation_chart(report)));
+    }
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
@@ -318,6 +352,55 @@ pub fn write(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// The simulator's curve beside the real processes' new-key times.
+fn simulation_chart(report: &Report) -> String {
+    use scale_chart::Series;
+    let real = |pick: fn(&stats::Summary) -> f64| {
+        report
+            .convergence
+            .iter()
+            .filter(|point| point.kind == convergence::Kind::New)
+            .filter_map(|point| Some((point.n as f64, pick(&point.summary?))))
+            .collect::<Vec<_>>()
+    };
+    let simulated = |pick: fn(&report::Simulated) -> f64| {
+        report
+            .simulated
+            .iter()
+            .map(|point| (point.0 as f64, pick(point)))
+            .collect::<Vec<_>>()
+    };
+    scale_chart::chart(
+        &[
+            Series {
+                label: "simulated p50".into(),
+                colour: "#1f77b4",
+                dashed: false,
+                points: simulated(|point| point.1),
+            },
+            Series {
+                label: "simulated p99".into(),
+                colour: "#d62728",
+                dashed: false,
+                points: simulated(|point| point.2),
+            },
+            Series {
+                label: "real processes p50".into(),
+                colour: "#1f77b4",
+                dashed: true,
+                points: real(|summary| summary.p50),
+            },
+            Series {
+                label: "real processes p90".into(),
+                colour: "#d62728",
+                dashed: true,
+                points: real(|summary| summary.p90),
+            },
+        ],
+        &[(500.0, "p99 target, 1,000 agents (issue 19)")],
+    )
 }
 
 /// One agent without peers, for the single-agent scenarios; killed on drop.
@@ -350,9 +433,10 @@ impl Solo {
 
 /// Runs a scenario in its own task, so a panic (the harness asserts that agents start)
 /// becomes an error of that scenario; logs its start and duration on stderr.
-async fn guarded<F>(label: &str, scenario: F) -> Result<Outcome>
+async fn guarded<F, T>(label: &str, scenario: F) -> Result<T>
 where
-    F: Future<Output = Result<Outcome>> + Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
 {
     eprintln!("==> {label}");
     let began = Instant::now();

@@ -20,6 +20,8 @@ pub enum Unit {
     BytesPerKey,
     /// Events per second.
     PerSec,
+    /// A plain number (messages per change, a ratio).
+    Count,
 }
 
 impl Unit {
@@ -31,6 +33,7 @@ impl Unit {
             Self::Bytes => "bytes",
             Self::BytesPerKey => "bytes/key",
             Self::PerSec => "1/s",
+            Self::Count => "count",
         }
     }
 
@@ -48,9 +51,14 @@ impl Unit {
             Self::Bytes => format!("{value:.0} B"),
             Self::BytesPerKey => format!("{value:.0} B/key"),
             Self::PerSec => format!("{value:.2} /s"),
+            Self::Count if value >= 100.0 => format!("{value:.0}"),
+            Self::Count => format!("{value:.2}"),
         }
     }
 }
+
+/// One simulated cluster size's new-key times: (agents, p50 ms, p99 ms).
+pub type Simulated = (usize, f64, f64);
 
 /// How a figure compares with its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +228,8 @@ pub struct Report {
     pub figures: Vec<Figure>,
     /// Convergence times by cluster size, for the plot.
     pub convergence: Vec<Point>,
+    /// Simulated new-key times by cluster size.
+    pub simulated: Vec<Simulated>,
     /// How things were measured.
     pub notes: Vec<String>,
     /// Scenarios that failed: (scenario, message).
@@ -382,6 +392,7 @@ mod tests {
     #[test]
     fn figures_are_printed_next_to_their_targets() {
         let report = Report {
+            simulated: Vec::new(),
             quick: true,
             machine: Machine::default(),
             started_unix_ms: 0,

@@ -162,7 +162,7 @@ fn colour(kind: Kind) -> &'static str {
 
 /// A tick step of 1, 2 or 5 times a power of ten giving about five ticks up to
 /// `highest`, and the top of the axis (a multiple of the step).
-fn nice_axis(highest: f64) -> (f64, f64) {
+pub(super) fn nice_axis(highest: f64) -> (f64, f64) {
     let highest = if highest > 0.0 { highest } else { 1.0 };
     let raw = highest / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
@@ -174,7 +174,7 @@ fn nice_axis(highest: f64) -> (f64, f64) {
     (step, (highest / step).ceil() * step)
 }
 
-fn format_ms(ms: f64) -> String {
+pub(super) fn format_ms(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.1} s", ms / 1000.0)
     } else {
@@ -182,7 +182,7 @@ fn format_ms(ms: f64) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

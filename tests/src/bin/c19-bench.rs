@@ -27,7 +27,10 @@ struct Args {
     /// Where to write the reports (default: `../bench` from this binary, i.e. `target/bench`).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Run only these scenarios (comma-separated: convergence, network, agent, memory, tls, footprint, persistence, scale, steady).
+    /// The simulator binary (default: `c19-sim` beside this binary).
+    #[arg(long)]
+    sim: Option<PathBuf>,
+    /// Run only these scenarios (comma-separated: convergence, network, agent, memory, tls, footprint, persistence, scale, steady, sim).
     #[arg(long, value_delimiter = ',', value_parser = parse_scenario)]
     only: Vec<Scenario>,
     /// Use the built-in load generator even when `wrk` is installed.
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let out = args.out.unwrap_or_else(|| here.join("..").join("bench"));
+    let sim = args.sim.unwrap_or_else(|| here.join("c19-sim"));
     let options = Options {
         quick: args.quick,
         agent,
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
             args.only
         },
         built_in_load: args.built_in_load,
+        sim,
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

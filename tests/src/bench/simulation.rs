@@ -1,0 +1,295 @@
+//! Scenario 10: the deterministic simulator (`c19-sim`, issue 19) from 10 to 1,000
+//! agents, beside the real processes of the convergence scenario.
+//!
+//! Every run has the convergence settings (push 200 ms, pull 2 s, r0 3) and 1 ms links;
+//! each writes new keys at an idle cluster, then measures the traffic at rest, a 50/50
+//! partition that heals, and an agent restarted empty. At 1,000 agents it also runs at
+//! 5% message loss.
+//!
+//! The simulator leaves out CPU time: it is believable where it agrees with real
+//! processes. So the real 3-agent cluster of the same benchmark run calibrates the
+//! simulated link: a new key reaches both peers of a 3-agent cluster in one hop, so the
+//! real p50 there, less half the polling interval, is what one hop costs on this machine.
+//! The simulator, with that one-way latency, then predicts 10 and 40 agents, and the
+//! prediction must fall within [`TOLERANCE`] of the real p90.
+
+use std::{path::Path, process::Command, time::Instant};
+
+use serde_json::Value;
+
+use super::{
+    Outcome,
+    convergence::{Kind, PULL_MS, PUSH_MS, Point, R0},
+    error::{Error, Result},
+    report::{Figure, Simulated, Target, Unit},
+};
+
+/// Cluster sizes of the full run and of the quick one.
+const SIZES: [usize; 4] = [10, 100, 300, 1000];
+const QUICK_SIZES: [usize; 2] = [10, 100];
+/// The seed of every run: the figures repeat from one benchmark run to the next.
+const SEED: u64 = 19;
+/// New keys per run.
+const WRITES: usize = 40;
+/// The partition: how long, and new keys on each side meanwhile.
+const PARTITION: &str = "4000:5";
+/// How far the simulated p90 may be from the real one: 30%, and at least 10 ms
+/// (the real figures are polled every 5 ms).
+pub const TOLERANCE: (f64, f64) = (0.3, 10.0);
+/// Real agents are polled this often in the convergence scenario.
+const REAL_POLL_MS: f64 = 5.0;
+
+/// One run's JSON line.
+fn simulate(binary: &Path, args: &[String]) -> Result<Vec<Value>> {
+    let output = Command::new(binary)
+        .args(args)
+        .output()
+        .map_err(Error::io(format!("running {}", binary.display())))?;
+    if !output.status.success() {
+        return Err(Error::Tool(format!(
+            "{} {}: {}",
+            binary.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|error| Error::Tool(format!("c19-sim printed `{line}`: {error}")))
+        })
+        .collect()
+}
+
+fn args(agents: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--agents",
+        agents,
+        "--seed",
+        &SEED.to_string(),
+        "--writes",
+        &WRITES.to_string(),
+        "--push-interval",
+        &PUSH_MS.to_string(),
+        "--pull-interval",
+        &PULL_MS.to_string(),
+        "--r0",
+        &R0.to_string(),
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    args
+}
+
+fn number(run: &Value, field: &str) -> Option<f64> {
+    run.get(field).and_then(Value::as_f64)
+}
+
+fn seconds_as_ms(run: &Value, field: &str) -> Option<f64> {
+    number(run, field).map(|seconds| seconds * 1000.0)
+}
+
+/// The simulated points of the chart: p50 and p99 of new keys per size.
+fn points(runs: &[Value]) -> Vec<Simulated> {
+    runs.iter()
+        .filter_map(|run| {
+            Some((
+                usize::try_from(run.get("agents")?.as_u64()?).ok()?,
+                seconds_as_ms(run, "converge_p50_s")?,
+                seconds_as_ms(run, "converge_p99_s")?,
+            ))
+        })
+        .collect()
+}
+
+/// Runs the simulator; `real`: the convergence scenario's points of this run, if any.
+pub fn run(binary: &Path, quick: bool, real: &[Point]) -> Result<(Outcome, Vec<Simulated>)> {
+    let sizes: Vec<String> = if quick { &QUICK_SIZES[..] } else { &SIZES[..] }
+        .iter()
+        .map(usize::to_string)
+        .collect();
+    let started = Instant::now();
+    let runs = simulate(binary, &args(&sizes.join(","), &["--partition", PARTITION]))?;
+    let mut figures = Vec::new();
+    let scenario = |n: usize| format!("simulated N={n}");
+    for run in &runs {
+        let n = run.get("agents").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let label = scenario(n);
+        let wall = number(run, "wall_s").unwrap_or(f64::NAN);
+        let note = format!(
+            "seed {SEED}, {WRITES} new keys, 1 ms links; {:.1} s of real time for {:.0} s simulated",
+            wall,
+            number(run, "virtual_s").unwrap_or(f64::NAN)
+        );
+        let mut p99 = Figure::new(
+            &label,
+            "new key p99",
+            seconds_as_ms(run, "converge_p99_s"),
+            Unit::Ms,
+        )
+        .note(note.clone());
+        let mut heal = Figure::new(&label, "all equal after a 50/50 partition heals", seconds_as_ms(run, "heal_s"), Unit::Ms)
+            .note("4 s apart with 5 new keys on each side; time from the heal until every agent holds the same state");
+        let mut pushes = Figure::new(
+            &label,
+            "pushes per change",
+            number(run, "pushes_per_change"),
+            Unit::Count,
+        )
+        .note(format!("≤ 2·r0·N = {}", 2 * R0 * n));
+        if n == 1000 {
+            p99 = p99.target(Target::at_most(500.0, "issue 19"));
+            heal = heal.target(Target::at_most(
+                3.0 * PULL_MS as f64,
+                "issue 19: 3 pull intervals",
+            ));
+            pushes = pushes.target(Target::at_most((2 * R0 * n) as f64, "issue 19"));
+        }
+        figures.push(
+            Figure::new(
+                &label,
+                "new key p50",
+                seconds_as_ms(run, "converge_p50_s"),
+                Unit::Ms,
+            )
+            .note(note),
+        );
+        figures.push(p99);
+        figures.push(heal);
+        figures.push(pushes);
+        figures.push(Figure::new(
+            &label,
+            "push body bytes per change",
+            number(run, "bytes_per_change"),
+            Unit::Bytes,
+        ));
+        figures.push(
+            Figure::new(
+                &label,
+                "at rest, bytes per agent per pull interval",
+                number(run, "rest_bytes_per_agent_per_pull"),
+                Unit::Bytes,
+            )
+            .note("bodies of exchanges between equal agents, uncompressed"),
+        );
+        figures.push(Figure::new(
+            &label,
+            "catch-up of an agent restarted empty",
+            seconds_as_ms(run, "catch_up_s"),
+            Unit::Ms,
+        ));
+        let mut runtime = Figure::new(
+            &label,
+            "real time of the run",
+            Some(wall * 1000.0),
+            Unit::Ms,
+        );
+        if n == 1000 {
+            runtime = runtime.target(Target::below(60_000.0, "issue 19"));
+        }
+        figures.push(runtime);
+        if run.get("all_equal") != Some(&Value::Bool(true)) {
+            figures.push(
+                Figure::new(&label, "agents equal at the end", Some(0.0), Unit::Count)
+                    .target(Target::at_least(1.0, "issue 19")),
+            );
+        }
+    }
+    let rest = |n: u64| {
+        runs.iter()
+            .find(|run| run.get("agents").and_then(Value::as_u64) == Some(n))
+            .and_then(|run| number(run, "rest_bytes_per_agent_per_pull"))
+    };
+    if let (Some(at_100), Some(at_1000)) = (rest(100), rest(1000)) {
+        figures.push(
+            Figure::new(
+                "simulated",
+                "at rest per agent, 1,000 agents / 100 agents",
+                Some(at_1000 / at_100),
+                Unit::Count,
+            )
+            .target(Target::at_most(1.1, "issue 19: flat within 10%"))
+            .note(format!(
+                "{at_1000:.0} B vs {at_100:.0} B per agent per pull interval"
+            )),
+        );
+    }
+    let chart = points(&runs);
+    if !quick {
+        let lossy = simulate(binary, &args("1000", &["--loss", "0.05", "--no-restart"]))?;
+        for run in &lossy {
+            figures.push(
+                Figure::new("simulated N=1000, 5% loss", "new key p99", seconds_as_ms(run, "converge_p99_s"), Unit::Ms)
+                    .target(Target::at_most(1000.0, "issue 19"))
+                    .note(format!(
+                        "each way of each message lost with probability 0.05 (a lost one costs its sender a timeout); p50 {}",
+                        seconds_as_ms(run, "converge_p50_s").map_or("-".to_owned(), |ms| format!("{ms:.0} ms"))
+                    )),
+            );
+        }
+    }
+    figures.extend(agreement(binary, real)?);
+    eprintln!("    (simulations: {:.1}s)", started.elapsed().as_secs_f64());
+    Ok((
+        Outcome {
+            figures,
+            points: Vec::new(),
+        },
+        chart,
+    ))
+}
+
+/// The real new-key p50 and p90 at `n` agents, if the convergence scenario measured them.
+fn real_at(real: &[Point], n: usize) -> Option<(f64, f64)> {
+    real.iter()
+        .find(|point| point.n == n && point.kind == Kind::New)
+        .and_then(|point| point.summary.map(|s| (s.p50, s.p90)))
+}
+
+/// The simulator calibrated on the real 3-agent cluster, beside the real 10 and 40.
+fn agreement(binary: &Path, real: &[Point]) -> Result<Vec<Figure>> {
+    let Some((hop_p50, _)) = real_at(real, 3) else {
+        return Ok(vec![
+            Figure::new("simulated vs real", "agreement", None, Unit::Ms)
+                .note("needs the convergence scenario in the same run (`--only convergence,sim`)"),
+        ]);
+    };
+    let hop = (hop_p50 - REAL_POLL_MS / 2.0).max(0.1);
+    let sizes: Vec<usize> = [10, 40]
+        .into_iter()
+        .filter(|n| real_at(real, *n).is_some())
+        .collect();
+    if sizes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    let runs = simulate(
+        binary,
+        &args(
+            &list.join(","),
+            &["--latency", &format!("{hop:.2}"), "--no-restart"],
+        ),
+    )?;
+    let mut figures = Vec::new();
+    for run in &runs {
+        let n = run.get("agents").and_then(Value::as_u64).unwrap_or(0) as usize;
+        let (Some((_, real_p90)), Some(sim_p90)) =
+            (real_at(real, n), seconds_as_ms(run, "converge_p90_s"))
+        else {
+            continue;
+        };
+        let allowed = (real_p90 * TOLERANCE.0).max(TOLERANCE.1);
+        let gap = (sim_p90 - real_p90).abs();
+        figures.push(
+            Figure::new(&format!("simulated vs real N={n}"), "new key p90, |simulated − real|", Some(gap), Unit::Ms)
+                .target(Target::at_most(allowed, "issue 19: stated tolerance, 30% (≥ 10 ms)"))
+                .note(format!(
+                    "simulated {sim_p90:.1} ms with {hop:.2} ms links (the real 3-agent p50 {hop_p50:.1} ms less half the {REAL_POLL_MS} ms polling), real {real_p90:.1} ms"
+                )),
+        );
+    }
+    Ok(figures)
+}
