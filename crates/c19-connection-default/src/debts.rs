@@ -116,3 +116,87 @@ impl Debts {
         self.recorded.notified().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+    use crate::error::Error;
+
+    fn target(name: &str) -> Target {
+        Target {
+            name: name.into(),
+            peer: name.parse().unwrap(),
+        }
+    }
+
+    fn names(targets: &[Target]) -> Vec<&str> {
+        targets.iter().map(|target| target.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_peer_is_owed_from_the_oldest_push_it_did_not_take() {
+        let book = PeerBook::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            1,
+            1,
+            Duration::from_secs(1),
+        );
+        let debts = Debts::default();
+        let (a, b) = (target("10.0.0.1:1"), target("10.0.0.2:1"));
+        debts.sending(&a, 5);
+        debts.sending(&b, 5);
+        debts.sending(&a, 7);
+        let now = Instant::now();
+        let round = Duration::from_millis(200);
+        assert_eq!(
+            debts.due(&book, now, round),
+            (vec![a.clone(), b.clone()], Some(5))
+        );
+        debts.took("10.0.0.1:1", 7);
+        assert_eq!(
+            names(&debts.due(&book, now, round).0),
+            ["10.0.0.1:1", "10.0.0.2:1"],
+            "what it took after 7 does not pay what it was owed after 5"
+        );
+        debts.took("10.0.0.1:1", 5);
+        debts.forget("10.0.0.2:1");
+        assert!(!debts.any());
+    }
+
+    #[test]
+    fn peers_that_keep_failing_or_are_busy_are_left_to_pulls() {
+        let book = PeerBook::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            1,
+            1,
+            Duration::from_secs(1),
+        );
+        let debts = Debts::default();
+        let (failing, busy, lost) = (
+            target("10.0.0.1:1"),
+            target("10.0.0.2:1"),
+            target("10.0.0.3:1"),
+        );
+        for owed in [&failing, &busy, &lost] {
+            debts.sending(owed, 1);
+        }
+        let now = Instant::now();
+        let error = || Error::Decode("no".into());
+        for _ in 0..MAX_FAILURES {
+            book.failed(&failing, &error(), 1, now);
+        }
+        book.busy(&busy, Duration::from_secs(30), now);
+        book.failed(&lost, &error(), 1, now);
+        let (due, _) = debts.due(&book, now, Duration::from_millis(200));
+        assert_eq!(names(&due), ["10.0.0.3:1"], "one lost push is sent again");
+        for i in 0..MAX_DEBTS * 2 {
+            debts.sending(&target(&format!("10.0.1.{i}:1")), 1);
+        }
+        assert!(
+            debts.due(&book, now, Duration::ZERO).0.len() <= MAX_DEBTS,
+            "bounded"
+        );
+    }
+}

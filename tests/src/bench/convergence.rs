@@ -103,6 +103,9 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
         .map(|node| base(node.agent_port))
         .collect();
     let api = Api::new()?;
+    // Accepted pushes, summed over the agents: what each change cost in messages.
+    let accepted = "c19_connection_exchanges_total";
+    let pushes_before = super::steady::push_total(&cluster.nodes, accepted).await?;
     let mut times: [Vec<Duration>; 3] = Default::default();
     let mut timeouts = [0usize; 3];
     for i in 0..writes {
@@ -136,10 +139,26 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
             }
         }
     }
+    // The last change's second rounds.
+    tokio::time::sleep(IDLE).await;
+    let pushes = super::steady::push_total(&cluster.nodes, accepted).await? - pushes_before;
     drop(cluster);
 
     let scenario = format!("convergence N={n}");
     let mut outcome = Outcome::default();
+    let changes = (writes * Kind::ALL.len()).max(1) as f64;
+    outcome.figures.push(
+        Figure::new(
+            &scenario,
+            "pushes per change",
+            Some(pushes / changes),
+            Unit::Count,
+        )
+        .note(format!(
+            "accepted pushes of all agents over the {changes} writes; 2·r0·N = {}",
+            2 * R0 * n
+        )),
+    );
     for (k, kind) in Kind::ALL.into_iter().enumerate() {
         let summary = Summary::of_durations_ms(&times[k]);
         outcome.points.push(Point {

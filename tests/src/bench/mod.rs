@@ -307,10 +307,13 @@ pub async fn run(options: &Options) -> Report {
                     options.quick,
                     report.convergence.clone(),
                 );
+                let real_figures = report.figures.clone();
                 let outcome = guarded("simulation", async move {
-                    tokio::task::spawn_blocking(move || simulation::run(&sim, quick, &real))
-                        .await
-                        .map_err(|error| Error::Tool(format!("simulation: {error}")))?
+                    tokio::task::spawn_blocking(move || {
+                        simulation::run(&sim, quick, &real, &real_figures)
+                    })
+                    .await
+                    .map_err(|error| Error::Tool(format!("simulation: {error}")))?
                 });
                 match outcome.await {
                     Ok((outcome, points)) => {

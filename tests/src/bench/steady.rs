@@ -33,7 +33,7 @@ const KEYS: usize = 1000;
 const POLL: Duration = Duration::from_millis(10);
 
 /// The sum over `nodes` of the sample `name{operation="push"}` in their metrics.
-async fn push_total(nodes: &[Node], name: &str) -> Result<f64> {
+pub(super) async fn push_total(nodes: &[Node], name: &str) -> Result<f64> {
     let mut total = 0.0;
     for node in nodes {
         let text = http()
