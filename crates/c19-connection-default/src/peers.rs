@@ -164,7 +164,8 @@ impl PeerBook {
     }
 
     /// As [`PeerBook::choose`], with one of the `r0` being this agent's successor: the
-    /// first peer after this agent in the order of their names that is not backed off.
+    /// first peer after this agent in the order of their names that is not backed off
+    /// after [`crate::debts::MAX_FAILURES`] failures in a row, nor busy.
     ///
     /// Every agent that receives a change forwards it at once (on the leading edge of its
     /// push interval) and so passes it to its successor: the agents reached are closed
@@ -207,9 +208,13 @@ impl PeerBook {
         after
             .filter(|entry| !is_itself(entry))
             .find(|(name, _)| {
-                book.health
-                    .get(name)
-                    .is_none_or(|health| health.retry_at <= now)
+                book.health.get(name).is_none_or(|health| {
+                    // A successor that failed a few times in a row is still pushed to: a
+                    // lost message or two back it off, and skipping it would leave it to
+                    // random picks. One that keeps failing, or is busy, is skipped.
+                    health.retry_at <= now
+                        || (health.failures > 0 && health.failures < crate::debts::MAX_FAILURES)
+                })
             })
             .and_then(|(_, index)| index.map(|index| list.targets[index].clone()))
     }
@@ -461,8 +466,8 @@ mod tests {
             others.insert(chosen[1].name.clone());
         }
         assert_eq!(others.len(), 3, "the rest is random: {others:?}");
-        // The last name wraps round to the first; a backed-off successor (two failures in
-        // a row) is skipped.
+        // The last name wraps round to the first; a successor that keeps failing is
+        // skipped (a failure or two are kept: lost messages).
         let last = peers(&["10.0.0.1", "127.0.0.1:4097", "10.0.0.2"]);
         let start = Instant::now();
         let first = Target {
@@ -470,6 +475,13 @@ mod tests {
             peer: last[0].clone(),
         };
         book.failed(&first, &failure(), 1, start);
+        book.failed(&first, &failure(), 1, start);
+        let chosen = book.choose_for_push(&last, None, 1, start);
+        assert_eq!(
+            names(&chosen),
+            ["10.0.0.1:4097"],
+            "two failures: still the successor"
+        );
         book.failed(&first, &failure(), 1, start);
         let chosen = book.choose_for_push(&last, None, 1, start);
         assert_eq!(names(&chosen), ["10.0.0.2:4097"]);
