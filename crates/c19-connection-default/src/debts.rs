@@ -17,10 +17,8 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
+pub(crate) use crate::peers::MAX_FAILURES;
 use crate::peers::{PeerBook, Target};
-
-/// Failures in a row after which a peer is no longer owed.
-pub(crate) const MAX_FAILURES: u32 = 3;
 
 /// The most peers owed at once (a few rounds' worth of targets).
 pub(crate) const MAX_DEBTS: usize = 16;

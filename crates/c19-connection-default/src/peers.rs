@@ -14,6 +14,10 @@ use tokio::time::Instant;
 
 mod list;
 
+/// Failures in a row after which a peer is left alone: a ring successor is no longer
+/// kept, and changes it did not take are no longer sent again ([`crate::debts`]).
+pub(crate) const MAX_FAILURES: u32 = 3;
+
 use list::PeerList;
 
 use crate::{
@@ -165,7 +169,7 @@ impl PeerBook {
 
     /// As [`PeerBook::choose`], with one of the `r0` being this agent's successor: the
     /// first peer after this agent in the order of their names that is not backed off
-    /// after [`crate::debts::MAX_FAILURES`] failures in a row, nor busy.
+    /// after [`MAX_FAILURES`] failures in a row, nor busy.
     ///
     /// Every agent that receives a change forwards it at once (on the leading edge of its
     /// push interval) and so passes it to its successor: the agents reached are closed
@@ -213,7 +217,7 @@ impl PeerBook {
                     // lost message or two back it off, and skipping it would leave it to
                     // random picks. One that keeps failing, or is busy, is skipped.
                     health.retry_at <= now
-                        || (health.failures > 0 && health.failures < crate::debts::MAX_FAILURES)
+                        || (health.failures > 0 && health.failures < MAX_FAILURES)
                 })
             })
             .and_then(|(_, index)| index.map(|index| list.targets[index].clone()))

@@ -2,8 +2,8 @@
 //! page. The publisher pushes on each change and tick; the final push on shutdown
 //! retries it until a peer took everything.
 //!
-//! A round need not wait for its slowest peer. A push still under way when the next
-//! round is due (a lost message waits for its timeout) is left to finish beside the
+//! A round need not wait for its slowest peer. A small push still under way when the
+//! next round is due (a lost message waits for its timeout) is left to finish beside the
 //! publisher ([`Stragglers`]), so one unlucky peer does not hold every later change back
 //! by a whole timeout. It is still judged when it ends, and its peer is owed the changes
 //! until it took them ([`crate::debts`]); changes no peer took by then go again next
@@ -24,6 +24,12 @@ use crate::{
 
 /// Pushes under way beyond which a round waits for its own again.
 const MAX_STRAGGLERS: usize = 64;
+
+/// Pages up to this size are small: one still under way when the next round is due was
+/// most likely lost, so the round leaves it behind and the next one sends it again. A
+/// larger page takes long for good reasons (the peer merges it), and is waited for:
+/// sending it again would only add to the peer's work.
+const SMALL_PAGE: usize = 64 << 10;
 
 /// Where rounds leave the pushes they do not wait for.
 #[derive(Debug, Clone)]
@@ -95,11 +101,16 @@ pub(crate) async fn publish_to<'a>(
         };
         if diff.count > 0 {
             let last_page = diff.complete;
+            let small = diff.changes.len() <= SMALL_PAGE;
             let mut pushes: FuturesUnordered<_> = targets
                 .drain(..)
                 .map(|target| {
                     let changes = diff.changes.clone();
-                    gossip.debts.sending(&target, round_since);
+                    // A small page is owed from the start, so that the next round sends
+                    // it again if it was lost; a large one once it failed.
+                    if small {
+                        gossip.debts.sending(&target, round_since);
+                    }
                     async move {
                         let outcome = gossip.push(&target, changes).await;
                         match outcome {
@@ -107,6 +118,9 @@ pub(crate) async fn publish_to<'a>(
                                 gossip.debts.took(&target.name, round_since);
                             }
                             Outcome::Refused => gossip.debts.forget(&target.name),
+                            Outcome::Failed if !small => {
+                                gossip.debts.sending(&target, round_since);
+                            }
                             _ => {}
                         }
                         (target, outcome)
@@ -117,7 +131,7 @@ pub(crate) async fn publish_to<'a>(
             // Further pages go to the peers that took this one.
             loop {
                 let pushed = match stragglers {
-                    Some(_) => tokio::select! {
+                    Some(_) if small => tokio::select! {
                         biased;
                         pushed = pushes.next() => pushed,
                         () = tokio::time::sleep_until(next_round) => break,
