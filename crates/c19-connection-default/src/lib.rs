@@ -303,16 +303,12 @@ impl DefaultConnection {
             }
         };
         let state = self.state;
-        let server = Arc::new(PeerServer {
-            state: state.clone(),
-            node: node.clone(),
-            stats: stats.clone(),
-            body_limit: settings.body_limit,
-            body_timeout: settings.server_timeout,
-            max_message_bytes: settings.max_message_bytes,
-            merges: server::merge_turns(),
-            backlog: server::backlog_room(settings.body_limit),
-        });
+        let server = Arc::new(PeerServer::new(
+            state.clone(),
+            node.clone(),
+            stats.clone(),
+            &settings,
+        ));
         let max_clock_skew = state.max_clock_skew();
         let gossip = Gossip {
             state,

@@ -225,27 +225,33 @@ impl PeerBook {
 
     /// The names of the distinct peers of `peers` not known to be this agent.
     pub fn others(&self, peers: &[Peer]) -> Vec<String> {
-        let mut book = self.book();
-        let book = &mut *book;
-        book.list.refresh(peers, self.dial_port);
-        book.list
-            .targets
-            .iter()
-            .filter(|target| !self.is_itself(&book.myself, &target.peer, &target.name))
-            .map(|target| target.name.clone())
-            .collect()
+        self.with_others(peers, |others| {
+            others.map(|target| target.name.clone()).collect()
+        })
     }
 
     /// How many distinct peers of `peers` are not known to be this agent.
     pub fn count_others(&self, peers: &[Peer]) -> usize {
+        self.with_others(peers, |others| others.count())
+    }
+
+    /// `take` of the distinct peers of `peers` not known to be this agent.
+    fn with_others<T>(
+        &self,
+        peers: &[Peer],
+        take: impl FnOnce(&mut dyn Iterator<Item = &Target>) -> T,
+    ) -> T {
         let mut book = self.book();
         let book = &mut *book;
         book.list.refresh(peers, self.dial_port);
-        book.list
-            .targets
-            .iter()
-            .filter(|target| !self.is_itself(&book.myself, &target.peer, &target.name))
-            .count()
+        let myself = &book.myself;
+        take(
+            &mut book
+                .list
+                .targets
+                .iter()
+                .filter(|target| !self.is_itself(myself, &target.peer, &target.name)),
+        )
     }
 
     /// How `name` stands: its failures in a row, and until when it is skipped.

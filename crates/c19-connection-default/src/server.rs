@@ -31,6 +31,7 @@ use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::{
     client, clock,
+    config::Settings,
     identity::{NODE_HEADER, NodeId},
     stats::Stats,
 };
@@ -74,6 +75,28 @@ pub(crate) struct PeerServer {
     /// Room, in KiB, for large pushes accepted while every turn is taken
     /// ([`backlog_room`]).
     pub backlog: Arc<Semaphore>,
+}
+
+impl PeerServer {
+    /// The peer server of `state`, identified as `node`, counting into `stats`, with the
+    /// limits of `settings`.
+    pub(crate) fn new(
+        state: SafeState,
+        node: NodeId,
+        stats: Arc<Stats>,
+        settings: &Settings,
+    ) -> Self {
+        Self {
+            state,
+            node,
+            stats,
+            body_limit: settings.body_limit,
+            body_timeout: settings.server_timeout,
+            max_message_bytes: settings.max_message_bytes,
+            merges: merge_turns(),
+            backlog: backlog_room(settings.body_limit),
+        }
+    }
 }
 
 /// The turns of [`PeerServer::merges`].

@@ -36,7 +36,7 @@ use crate::{
     identity::NodeId,
     peers::PeerBook,
     publisher, receiver,
-    server::{self, PeerServer},
+    server::PeerServer,
     stats::{Stats, StatsSnapshot},
     transport::Offload,
 };
@@ -112,16 +112,12 @@ impl SimAgent {
         let stats = Arc::new(Stats::default());
         // Readiness is process-wide by component: one name per agent of each network.
         let readiness = Readiness::for_component(&format!("sim {} {addr}", network.id()));
-        let server = Arc::new(PeerServer {
-            state: state.clone(),
-            node: NodeId::random(),
-            stats: stats.clone(),
-            body_limit: settings.body_limit,
-            body_timeout: settings.server_timeout,
-            max_message_bytes: settings.max_message_bytes,
-            merges: server::merge_turns(),
-            backlog: server::backlog_room(settings.body_limit),
-        });
+        let server = Arc::new(PeerServer::new(
+            state.clone(),
+            NodeId::random(),
+            stats.clone(),
+            &settings,
+        ));
         network.attach(addr, server);
         let roster = Roster {
             peers: roster
