@@ -4,14 +4,12 @@
 
 use std::fmt::Write as _;
 
-use super::svg::{escape, format_ms, nice_axis};
+use super::svg::{
+    BOTTOM, HEIGHT, LEFT, TOP, WIDTH, escape, format_ms, nice_axis, open, reference_lines, y_grid,
+};
 
-const WIDTH: f64 = 760.0;
-const HEIGHT: f64 = 440.0;
-const LEFT: f64 = 70.0;
+/// Room on the right for the legend (its labels are longer than the other chart's).
 const RIGHT: f64 = 230.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
 
 /// One line of the chart.
 #[derive(Debug, Clone)]
@@ -46,30 +44,11 @@ pub fn chart(series: &[Series], references: &[(f64, &str)]) -> String {
     let x = |n: f64| LEFT + (n.max(1.0).log10() - x_low) / (x_high - x_low).max(1.0) * plot_w;
     let y = |ms: f64| TOP + plot_h - ms / y_top * plot_h;
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    let mut svg = open(
+        "c19: a new key on every agent, simulated and real",
+        LEFT + plot_w / 2.0,
     );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">c19: a new key on every agent, simulated and real</text>"#,
-        LEFT + plot_w / 2.0
-    );
-    let mut tick = 0.0;
-    while tick <= y_top + y_step / 2.0 {
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{right:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#e0e0e0"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="end">{label}</text>"##,
-            right = LEFT + plot_w,
-            at = y(tick),
-            lx = LEFT - 6.0,
-            ly = y(tick) + 4.0,
-            label = format_ms(tick)
-        );
-        tick += y_step;
-    }
+    y_grid(&mut svg, (LEFT, LEFT + plot_w), &y, y_step, y_top);
     let bottom = TOP + plot_h;
     let _ = writeln!(
         svg,
@@ -93,17 +72,7 @@ pub fn chart(series: &[Series], references: &[(f64, &str)]) -> String {
         LEFT + plot_w / 2.0,
         HEIGHT - 10.0
     );
-    for &(value, label) in references {
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#888" stroke-dasharray="2,4"/><text x="{:.1}" y="{:.1}" fill="#666">{}</text>"##,
-            LEFT + plot_w,
-            LEFT + 4.0,
-            y(value) - 4.0,
-            escape(label),
-            at = y(value),
-        );
-    }
+    reference_lines(&mut svg, (LEFT, LEFT + plot_w), &y, references);
     let mut legend_y = TOP + 10.0;
     for line in series.iter().filter(|line| !line.points.is_empty()) {
         let dash = if line.dashed {

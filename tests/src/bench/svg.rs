@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 
 use super::convergence::{Kind, Point};
 
-const WIDTH: f64 = 760.0;
-const HEIGHT: f64 = 440.0;
-const LEFT: f64 = 70.0;
+pub(super) const WIDTH: f64 = 760.0;
+pub(super) const HEIGHT: f64 = 440.0;
+pub(super) const LEFT: f64 = 70.0;
 const RIGHT: f64 = 210.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
+pub(super) const TOP: f64 = 40.0;
+pub(super) const BOTTOM: f64 = 50.0;
 
 /// A horizontal reference line: (value in ms, label).
 pub type Reference<'a> = (f64, &'a str);
@@ -34,31 +34,11 @@ pub fn convergence_chart(points: &[Point], references: &[Reference<'_>]) -> Stri
     let x = |n: f64| LEFT + n / x_top * plot_w;
     let y = |ms: f64| TOP + plot_h - ms / y_top * plot_h;
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    let mut svg = open(
+        "c19: time until every agent reads a write",
+        LEFT + plot_w / 2.0,
     );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">c19: time until every agent reads a write</text>"#,
-        LEFT + plot_w / 2.0
-    );
-    // Grid and y axis.
-    let mut tick = 0.0;
-    while tick <= y_top + y_step / 2.0 {
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{right:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#e0e0e0"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="end">{label}</text>"##,
-            right = LEFT + plot_w,
-            at = y(tick),
-            lx = LEFT - 6.0,
-            ly = y(tick) + 4.0,
-            label = format_ms(tick)
-        );
-        tick += y_step;
-    }
+    y_grid(&mut svg, (LEFT, LEFT + plot_w), &y, y_step, y_top);
     // x axis: one tick per measured cluster size.
     let _ = writeln!(
         svg,
@@ -80,17 +60,7 @@ pub fn convergence_chart(points: &[Point], references: &[Reference<'_>]) -> Stri
         LEFT + plot_w / 2.0,
         HEIGHT - 10.0
     );
-    for &(value, label) in references {
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" x2="{right:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#888" stroke-dasharray="2,4"/><text x="{lx:.1}" y="{ly:.1}" fill="#666">{text}</text>"##,
-            right = LEFT + plot_w,
-            at = y(value),
-            lx = LEFT + 4.0,
-            ly = y(value) - 4.0,
-            text = escape(label)
-        );
-    }
+    reference_lines(&mut svg, (LEFT, LEFT + plot_w), &y, references);
     // Series and legend.
     let mut legend_y = TOP + 10.0;
     for kind in Kind::ALL {
@@ -157,6 +127,63 @@ fn colour(kind: Kind) -> &'static str {
         Kind::New => "#1f77b4",
         Kind::Overwrite => "#d62728",
         Kind::Delete => "#2ca02c",
+    }
+}
+
+/// The start of a chart: the `svg` element, a white ground and `title`, centred at `x`.
+pub(super) fn open(title: &str, x: f64) -> String {
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{x}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        escape(title)
+    );
+    svg
+}
+
+/// Grid lines with their labels every `step` ms up to `top`, across `(left, right)`.
+pub(super) fn y_grid(
+    svg: &mut String,
+    (left, right): (f64, f64),
+    y: &dyn Fn(f64) -> f64,
+    step: f64,
+    top: f64,
+) {
+    let mut tick = 0.0;
+    while tick <= top + step / 2.0 {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" x2="{right:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#e0e0e0"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="end">{label}</text>"##,
+            at = y(tick),
+            lx = left - 6.0,
+            ly = y(tick) + 4.0,
+            label = format_ms(tick)
+        );
+        tick += step;
+    }
+}
+
+/// Grey dotted lines at `references` (ms, label), across `(left, right)`.
+pub(super) fn reference_lines(
+    svg: &mut String,
+    (left, right): (f64, f64),
+    y: &dyn Fn(f64) -> f64,
+    references: &[Reference<'_>],
+) {
+    for &(value, label) in references {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" x2="{right:.1}" y1="{at:.1}" y2="{at:.1}" stroke="#888" stroke-dasharray="2,4"/><text x="{lx:.1}" y="{ly:.1}" fill="#666">{text}</text>"##,
+            at = y(value),
+            lx = left + 4.0,
+            ly = y(value) - 4.0,
+            text = escape(label)
+        );
     }
 }
 
