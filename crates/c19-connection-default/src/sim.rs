@@ -12,7 +12,8 @@
 //! What it leaves out: HTTP itself (headers, compression, connection reuse: the traffic
 //! counts bodies, uncompressed), TLS, the 0.1 dialect negotiation's HTTP statuses, and
 //! the back-pressure of the peer server (backlog, merge turns), whose limits a simulated
-//! load does not reach.
+//! load does not reach. CPU time is left out too unless the network has a [`Host`]: then
+//! the agents share its cores, and each push costs one of them the host's CPU time.
 
 mod memory;
 mod network;
@@ -27,7 +28,7 @@ use c19_core::{Peer, PeerProvider, Readiness, SafeState, Shutdown};
 use rand::{SeedableRng, rngs::StdRng};
 use tokio::{task::JoinHandle, time::Instant};
 
-pub use network::{Latency, Links, Network, Traffic};
+pub use network::{Host, Latency, Links, Network, Traffic};
 
 use crate::{
     DefaultConnectionConfig,

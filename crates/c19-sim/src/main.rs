@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use c19_sim::{Partition, Scenario};
+use c19_sim::{Partition, Scenario, SharedHost};
 use clap::Parser;
 
 /// Simulates c19 clusters of real Default states and gossip on a virtual clock; prints one
@@ -45,6 +45,12 @@ struct Args {
     /// Skip the restart of an empty agent at the end.
     #[arg(long)]
     no_restart: bool,
+    /// Run every agent on one machine with this many cores (with --push-cpu-us).
+    #[arg(long, requires = "push_cpu_us")]
+    cores: Option<usize>,
+    /// CPU time one push takes on that machine, µs (with --cores).
+    #[arg(long, requires = "cores")]
+    push_cpu_us: Option<f64>,
 }
 
 fn scenario(args: &Args, agents: usize, seed: u64) -> Result<Scenario, String> {
@@ -81,6 +87,10 @@ fn scenario(args: &Args, agents: usize, seed: u64) -> Result<Scenario, String> {
         write_gap_ms: args.write_gap,
         partition,
         restart: !args.no_restart,
+        host: args
+            .cores
+            .zip(args.push_cpu_us)
+            .map(|(cores, push_cpu_us)| SharedHost { cores, push_cpu_us }),
         ..Scenario::default()
     })
 }

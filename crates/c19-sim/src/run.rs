@@ -9,7 +9,7 @@ use std::{
 
 use c19_connection_default::{
     DefaultConnectionConfig,
-    sim::{Latency, Links, Network, SimAgent, Traffic, use_virtual_clock},
+    sim::{Host, Latency, Links, Network, SimAgent, Traffic, use_virtual_clock},
 };
 use c19_core::SafeState;
 use c19_state_default::{DefaultState, DefaultStateConfig};
@@ -65,6 +65,10 @@ impl Cluster {
             loss: scenario.loss,
         };
         let network = Network::new(rng.random(), links);
+        network.set_host(scenario.host.map(|host| Host {
+            cores: host.cores,
+            push_cpu: Duration::from_secs_f64(host.push_cpu_us / 1e6),
+        }));
         let addrs: Vec<SocketAddr> = (0..scenario.agents).map(address).collect();
         let config = connection_config(scenario)?;
         let mut cluster = Self {

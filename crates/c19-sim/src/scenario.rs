@@ -13,6 +13,18 @@ pub struct Partition {
     pub writes_per_side: usize,
 }
 
+/// One machine that every agent runs on, as the real processes of `cargo xtask bench`
+/// do: each push takes one of its cores for `push_cpu_us`, and pushes that find every
+/// core busy queue.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SharedHost {
+    /// Cores the agents share.
+    pub cores: usize,
+    /// CPU time of one push, µs (on a real cluster: all the agents' CPU time over the
+    /// pushes they took).
+    pub push_cpu_us: f64,
+}
+
 /// One run's settings. [`Scenario::default`] is the reference cluster: push
 /// 200 ms, pull 2 s, `r0` 3, 1 ms links, no loss.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +56,8 @@ pub struct Scenario {
     pub partition: Option<Partition>,
     /// Whether an agent is stopped and restarted empty at the end, and its catch-up timed.
     pub restart: bool,
+    /// When set, the agents share one machine's CPU; otherwise CPU time is left out.
+    pub host: Option<SharedHost>,
 }
 
 impl Default for Scenario {
@@ -62,6 +76,7 @@ impl Default for Scenario {
             rest_intervals: 3,
             partition: None,
             restart: true,
+            host: None,
         }
     }
 }
@@ -95,6 +110,14 @@ impl Scenario {
         }
         if self.partition.as_ref().is_some_and(|p| p.duration_ms == 0) {
             return bad("partition", "a duration of at least 1 ms");
+        }
+        if let Some(host) = self.host {
+            if host.cores == 0 {
+                return bad("cores", "at least 1");
+            }
+            if !(host.push_cpu_us >= 0.0 && host.push_cpu_us.is_finite()) {
+                return bad("push_cpu", "a number of µs, 0 or more");
+            }
         }
         Ok(())
     }

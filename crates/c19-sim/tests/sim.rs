@@ -1,7 +1,7 @@
 //! Seeded simulations that CI runs: the gossip logic converges through loss, a partition
 //! and a restart, and a run is reproducible from its seed.
 
-use c19_sim::{Partition, Report, Scenario};
+use c19_sim::{Partition, Report, Scenario, SharedHost};
 
 fn scenario(seed: u64) -> Scenario {
     Scenario {
@@ -108,4 +108,44 @@ fn settings_no_run_can_have_are_refused_by_name() {
     })
     .unwrap_err();
     assert!(error.to_string().contains("`agents`"), "{error}");
+    let error = c19_sim::run(&Scenario {
+        host: Some(SharedHost {
+            cores: 0,
+            push_cpu_us: 100.0,
+        }),
+        ..Scenario::default()
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("`cores`"), "{error}");
+}
+
+#[test]
+fn on_one_shared_machine_a_wave_of_pushes_queues_for_its_cores() {
+    let on = |cores| {
+        c19_sim::run(&Scenario {
+            agents: 40,
+            writes: 20,
+            latency_ms: 0.0,
+            restart: false,
+            host: Some(SharedHost {
+                cores,
+                push_cpu_us: 500.0,
+            }),
+            ..Scenario::default()
+        })
+        .unwrap()
+    };
+    let (two, many) = (on(2), on(64));
+    for report in [&two, &many] {
+        assert_eq!(report.converged, 20, "{report:?}");
+        assert!(report.all_equal, "{report:?}");
+    }
+    // The same protocol: the same messages, whatever the cores.
+    assert_eq!(two.pushes_per_change, many.pushes_per_change);
+    // About 240 pushes of 0.5 ms per change: on 2 cores they queue, on 64 hardly.
+    let (slow, fast) = (two.converge_p50_s.unwrap(), many.converge_p50_s.unwrap());
+    assert!(
+        slow > 2.0 * fast && slow >= 0.01,
+        "2 cores {slow} s, 64 cores {fast} s"
+    );
 }

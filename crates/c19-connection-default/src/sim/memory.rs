@@ -15,6 +15,15 @@ use crate::{
     transport::{Transport, unreachable},
 };
 
+/// What a message asks of the receiving agent's CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// A push: it takes the host's CPU time per push.
+    Push,
+    /// Anything else: counted as part of a push's CPU time.
+    Other,
+}
+
 /// One agent's end of the network.
 #[derive(Debug)]
 pub(crate) struct MemoryTransport {
@@ -28,12 +37,14 @@ pub(crate) struct MemoryTransport {
 }
 
 impl MemoryTransport {
-    /// Carries one request to `to`, lets its server `handle` it, and carries the answer
-    /// back; a lost way costs the sender `timeout`.
+    /// Carries one request to `to`, lets its server `handle` it (a push after the host's
+    /// CPU time, see [`Network::set_host`]), and carries the answer back; a lost way
+    /// costs the sender `timeout`.
     async fn call<T>(
         &self,
         to: SocketAddr,
         timeout: Duration,
+        work: Work,
         handle: impl FnOnce(&PeerServer) -> Result<T>,
     ) -> Result<T> {
         if self.network.server(to).is_none() {
@@ -42,6 +53,12 @@ impl MemoryTransport {
         match self.network.trip(self.from, to) {
             Trip::Lost => return self.lost(to, timeout).await,
             Trip::Arrives(latency) => tokio::time::sleep(latency).await,
+        }
+        if work == Work::Push {
+            let cpu = self.network.handled_in();
+            if !cpu.is_zero() {
+                tokio::time::sleep(cpu).await;
+            }
         }
         // It may have stopped in the meantime.
         let Some(server) = self.network.server(to) else {
@@ -70,7 +87,7 @@ impl Transport for MemoryTransport {
     fn push(&self, to: SocketAddr, changes: Bytes) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let network = self.network.clone();
-            self.call(to, self.push_timeout, move |server| {
+            self.call(to, self.push_timeout, Work::Push, move |server| {
                 network.delivered_push(changes.len());
                 server.take_push(&changes)
             })
@@ -81,7 +98,7 @@ impl Transport for MemoryTransport {
     fn pull<'a>(&'a self, to: SocketAddr, version: &'a str) -> BoxFuture<'a, Result<Pulled>> {
         Box::pin(async move {
             let network = self.network.clone();
-            self.call(to, self.pull_timeout, move |server| {
+            self.call(to, self.pull_timeout, Work::Other, move |server| {
                 let pulled = server.answer_pull(version);
                 let bytes = match &pulled {
                     Pulled::UpToDate => 0,
@@ -103,7 +120,7 @@ impl Transport for MemoryTransport {
         Box::pin(async move {
             let network = self.network.clone();
             let sent = message.len();
-            self.call(to, self.pull_timeout, move |server| {
+            self.call(to, self.pull_timeout, Work::Other, move |server| {
                 let body = server.answer_exchange(&message)?;
                 network.delivered_exchange(sent + body.len());
                 Ok(Reply {

@@ -7,6 +7,10 @@
 //! timeout, as a dropped TCP connection would. A message to an address where no agent
 //! runs fails at once, as a refused connection does. The receiving agent handles the
 //! request in place, between the two trips.
+//!
+//! With a [`Host`] the agents share one machine's cores: handling a push takes a core
+//! for the host's CPU time per push, and a push that finds every core busy waits for
+//! the first to come free. Without one, handling takes no time.
 
 use std::{
     collections::HashMap,
@@ -48,6 +52,23 @@ impl Default for Links {
             loss: 0.0,
         }
     }
+}
+
+/// One machine that every agent of the network runs on: what handling a push costs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Host {
+    /// Cores the agents share.
+    pub cores: usize,
+    /// CPU time one push takes to handle.
+    pub push_cpu: Duration,
+}
+
+/// The cores of a [`Host`]: when each comes free, in ns from the network's epoch.
+#[derive(Debug)]
+struct Cores {
+    host: Host,
+    epoch: tokio::time::Instant,
+    free_at_ns: Vec<u64>,
 }
 
 /// What crossed the network since it was made: messages delivered (request and answer
@@ -116,6 +137,7 @@ struct Inner {
     sides: Mutex<Option<HashMap<SocketAddr, usize>>>,
     rng: Mutex<StdRng>,
     counters: Counters,
+    cores: Mutex<Option<Cores>>,
 }
 
 /// An in-memory network between simulated agents. Clones share it.
@@ -150,6 +172,7 @@ impl Network {
                 sides: Mutex::default(),
                 rng: Mutex::new(StdRng::seed_from_u64(seed)),
                 counters: Counters::default(),
+                cores: Mutex::default(),
             }),
         }
     }
@@ -162,6 +185,39 @@ impl Network {
     /// Changes the model of every link from now on.
     pub fn set_links(&self, links: Links) {
         *lock(&self.inner.links) = links;
+    }
+
+    /// Puts every agent on one machine (`Some`), or gives each as much CPU as it needs
+    /// (`None`, the default). Call it from the runtime that runs the agents.
+    pub fn set_host(&self, host: Option<Host>) {
+        *lock(&self.inner.cores) = host.map(|host| Cores {
+            host,
+            epoch: tokio::time::Instant::now(),
+            free_at_ns: vec![0; host.cores.max(1)],
+        });
+    }
+
+    /// How long from now until a push that arrives now has been handled: it waits for
+    /// the first free core, then takes the host's CPU time per push. Zero without a host.
+    pub(crate) fn handled_in(&self) -> Duration {
+        let mut cores = lock(&self.inner.cores);
+        let Some(cores) = cores.as_mut() else {
+            return Duration::ZERO;
+        };
+        let now = u64::try_from(cores.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let cpu = u64::try_from(cores.host.push_cpu.as_nanos()).unwrap_or(u64::MAX);
+        let Some(core) = cores.free_at_ns.iter_mut().min() else {
+            return Duration::ZERO;
+        };
+        let end = (*core).max(now).saturating_add(cpu);
+        *core = end;
+        // The virtual clock's timers fire on whole ms: round the end up or down at
+        // random, weighted by its fraction of a ms, so that on average a push costs
+        // exactly its CPU time instead of a whole ms.
+        let (whole, fraction) = (end / 1_000_000, end % 1_000_000);
+        let up = fraction > 0 && lock(&self.inner.rng).random_range(0..1_000_000) < fraction;
+        let at = (whole + u64::from(up)) * 1_000_000;
+        Duration::from_nanos(at.saturating_sub(now))
     }
 
     /// Cuts the network into `sides`: messages between agents on different sides (or
