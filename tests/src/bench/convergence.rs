@@ -1,5 +1,10 @@
 //! Scenario 1: how long a write takes to reach every agent of an N-agent cluster
 //! (push 200 ms, pull 2 s, r0 3), for new keys, overwrites and deletes.
+//!
+//! An agent holds a write from the moment it sends the write's event on its watch
+//! ([`Watchers`]): no polling, which would round each time up to the next poll and load
+//! the machine it measures. It also records the agents' CPU time per push, which the
+//! simulator's model of a shared machine takes (scenario 10).
 
 use std::{
     path::Path,
@@ -13,10 +18,12 @@ use super::{
     Outcome,
     client::{Api, base, value_text},
     error::{Error, Result},
+    machine::cpu_seconds,
     report::{Figure, Target, Unit},
     stats::Summary,
+    watch::Watchers,
 };
-use crate::ClusterBuilder;
+use crate::{ClusterBuilder, Node};
 
 /// Push interval of the convergence and network scenarios (ms).
 pub const PUSH_MS: u64 = 200;
@@ -24,11 +31,12 @@ pub const PUSH_MS: u64 = 200;
 pub const PULL_MS: u64 = 2000;
 /// Peers sampled per round.
 pub const R0: usize = 3;
-/// How often every agent is polled for a write.
 /// The quiet before each write: past the two push rounds of the previous change.
 const IDLE: Duration = Duration::from_millis(3 * PUSH_MS);
-
+/// How often every agent is polled for a write, where a scenario polls.
 const POLL: Duration = Duration::from_millis(5);
+/// The figure of the agents' CPU time per accepted push.
+pub const CPU_PER_PUSH: &str = "agent CPU per push";
 /// How long a write may take to reach every agent before it counts as lost.
 pub(super) const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -103,13 +111,16 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
         .map(|node| base(node.agent_port))
         .collect();
     let api = Api::new()?;
+    let prefix = format!("conv-{n}-");
+    let mut watchers = Watchers::open(&agents, &prefix).await?;
     // Accepted pushes, summed over the agents: what each change cost in messages.
     let accepted = "c19_connection_exchanges_total";
     let pushes_before = super::steady::push_total(&cluster.nodes, accepted).await?;
+    let cpu_before = cluster_cpu(&cluster.nodes)?;
     let mut times: [Vec<Duration>; 3] = Default::default();
     let mut timeouts = [0usize; 3];
     for i in 0..writes {
-        let key = format!("conv-{n}-{i}");
+        let key = format!("{prefix}{i}");
         for (k, kind) in Kind::ALL.into_iter().enumerate() {
             // A different writer for each step, so no write is local to the previous one.
             let writer = &agents[(i + k) % n];
@@ -130,7 +141,10 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
                 }
                 None => api.delete(writer, &key).await?,
             }
-            match everywhere(&api, &agents, &key, expected, start).await {
+            match watchers
+                .everywhere(&key, &expected, start, DEADLINE)
+                .await?
+            {
                 Some(elapsed) => times[k].push(elapsed),
                 None => {
                     timeouts[k] += 1;
@@ -142,6 +156,8 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
     // The last change's second rounds.
     tokio::time::sleep(IDLE).await;
     let pushes = super::steady::push_total(&cluster.nodes, accepted).await? - pushes_before;
+    let cpu = cluster_cpu(&cluster.nodes)? - cpu_before;
+    drop(watchers);
     drop(cluster);
 
     let scenario = format!("convergence N={n}");
@@ -157,6 +173,17 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
         .note(format!(
             "accepted pushes of all agents over the {changes} writes; 2·r0·N = {}",
             2 * R0 * n
+        )),
+    );
+    outcome.figures.push(
+        Figure::new(
+            &scenario,
+            CPU_PER_PUSH,
+            (pushes > 0.0).then(|| cpu * 1000.0 / pushes),
+            Unit::Ms,
+        )
+        .note(format!(
+            "user and system CPU time of all {n} agents over the writes ({cpu:.2} s), per accepted push"
         )),
     );
     for (k, kind) in Kind::ALL.into_iter().enumerate() {
@@ -178,6 +205,21 @@ pub async fn run(binary: &Path, n: usize, writes: usize) -> Result<Outcome> {
         )));
     }
     Ok(outcome)
+}
+
+/// The CPU time all `nodes` have used so far, in seconds.
+fn cluster_cpu(nodes: &[Node]) -> Result<f64> {
+    nodes
+        .iter()
+        .map(|node| {
+            node.pid().and_then(cpu_seconds).ok_or_else(|| {
+                Error::Tool(format!(
+                    "no CPU time in /proc for the agent on port {}",
+                    node.agent_port
+                ))
+            })
+        })
+        .sum()
 }
 
 /// Polls every agent until each reads `expected` under `key`; the time from `start`

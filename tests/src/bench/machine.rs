@@ -85,6 +85,36 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     status_kb(&status, "VmRSS:").map(|kb| kb * 1024)
 }
 
+/// The CPU time process `pid` has used so far, user and system, in seconds (fields 14
+/// and 15 of `/proc/<pid>/stat`, in clock ticks).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = cpu_ticks(&stat)?;
+    Some(ticks as f64 / clock_ticks_per_second())
+}
+
+/// utime + stime of a `/proc/<pid>/stat` line. The name (field 2) is in parentheses and
+/// may hold spaces and parentheses itself, so fields are counted after the last `)`.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (the state): utime and stime are fields 14 and 15.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on every Linux we know).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
+        .filter(|&ticks: &f64| ticks > 0.0)
+        .unwrap_or(100.0)
+}
+
 /// The machine's total memory in bytes (`MemTotal` of `/proc/meminfo`).
 pub fn memory_total_bytes() -> Option<u64> {
     let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
@@ -127,6 +157,15 @@ mod tests {
             rss > 100 * 1024,
             "a running test process holds more than 100 KB: {rss}"
         );
+    }
+
+    #[test]
+    fn parses_the_cpu_ticks_after_a_name_with_spaces() {
+        let stat = "4242 (c19 (agent) x) S 1 4242 4242 0 -1 4194560 1200 0 0 0 \
+            250 75 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
+        assert_eq!(cpu_ticks(stat), Some(325));
+        assert_eq!(cpu_ticks("4242 (c19) S 1 2"), None);
+        assert!(cpu_seconds(std::process::id()).is_some_and(|s| s >= 0.0));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod steady;
 pub mod svg;
 pub mod throughput;
 pub mod tls;
+pub mod watch;
 
 use std::{
     fs,

@@ -1,5 +1,6 @@
 //! Scenario 9: 100 real agent processes on this machine (issue 19): how long a new key
-//! takes to reach all of them, and the memory of all 100.
+//! takes to reach all of them (each agent watched, as in the convergence scenario), and
+//! the memory of all 100.
 
 use std::{
     path::Path,
@@ -11,19 +12,17 @@ use serde_json::{Value, json};
 use super::{
     Outcome,
     client::{Api, base, value_text},
-    convergence::{self, DEADLINE, PULL_MS, PUSH_MS, R0, everywhere_every},
+    convergence::{self, DEADLINE, PULL_MS, PUSH_MS, R0},
     error::{Error, Result},
     machine::rss_bytes,
     report::{Figure, Unit},
     stats::Summary,
+    watch::Watchers,
 };
 
 const SCENARIO: &str = "100 agents";
 /// Agents started.
 const AGENTS: usize = 100;
-/// Each agent is polled this often: 100 pollers every 5 ms would take the machine from
-/// the agents.
-const POLL: Duration = Duration::from_millis(25);
 /// Quiet before each write, as in the convergence scenario.
 const IDLE: Duration = Duration::from_millis(3 * PUSH_MS);
 
@@ -38,6 +37,7 @@ pub async fn run(binary: &Path, writes: usize) -> Result<Outcome> {
         .map(|node| base(node.agent_port))
         .collect();
     let api = Api::new()?;
+    let mut watchers = Watchers::open(&agents, "scale-").await?;
     let mut times = Vec::new();
     let mut lost = 0;
     for i in 0..writes {
@@ -48,7 +48,10 @@ pub async fn run(binary: &Path, writes: usize) -> Result<Outcome> {
         let body = serde_json::to_vec(&json!({ &key: { "value": value } })).unwrap_or_default();
         api.put(&format!("{}/", agents[(i * 37) % AGENTS]), body)
             .await?;
-        match everywhere_every(&api, &agents, &key, Some(value), start, POLL).await {
+        match watchers
+            .everywhere(&key, &Some(value), start, DEADLINE)
+            .await?
+        {
             Some(elapsed) => times.push(elapsed),
             None => {
                 lost += 1;
@@ -61,6 +64,7 @@ pub async fn run(binary: &Path, writes: usize) -> Result<Outcome> {
         .iter()
         .filter_map(|node| node.pid().and_then(rss_bytes))
         .collect();
+    drop(watchers);
     drop(cluster);
     if rss.len() != AGENTS {
         return Err(Error::Timeout(format!(
@@ -72,8 +76,7 @@ pub async fn run(binary: &Path, writes: usize) -> Result<Outcome> {
     let total: u64 = rss.iter().sum();
     let summary = Summary::of_durations_ms(&times);
     let note = format!(
-        "{writes} new keys at an idle cluster, push {PUSH_MS} ms, pull {PULL_MS} ms, r0 {R0}; each agent polled every {} ms (the figure includes up to that much); {lost} lost; all {AGENTS} started in {:.1} s",
-        POLL.as_millis(),
+        "{writes} new keys at an idle cluster, push {PUSH_MS} ms, pull {PULL_MS} ms, r0 {R0}; each agent watched; {lost} lost; all {AGENTS} started in {:.1} s",
         start_up.as_secs_f64()
     );
     Ok(Outcome {
