@@ -33,7 +33,7 @@ pub const PULL_MS: u64 = 2000;
 pub const R0: usize = 3;
 /// The quiet before each write: past the two push rounds of the previous change.
 const IDLE: Duration = Duration::from_millis(3 * PUSH_MS);
-/// How often every agent is polled for a write, where a scenario polls.
+/// How often the TLS scenario polls every agent for a write.
 const POLL: Duration = Duration::from_millis(5);
 /// The figure of the agents' CPU time per accepted push.
 pub const CPU_PER_PUSH: &str = "agent CPU per push";
@@ -222,26 +222,15 @@ fn cluster_cpu(nodes: &[Node]) -> Result<f64> {
         .sum()
 }
 
-/// Polls every agent until each reads `expected` under `key`; the time from `start`
-/// until the last agent did, or `None` past the deadline.
+/// Polls every agent every [`POLL`] until each reads `expected` under `key`; the time
+/// from `start` until the last agent did, or `None` past the deadline. The TLS scenario
+/// compares two modes measured this same way.
 pub(super) async fn everywhere(
     api: &Api,
     agents: &[String],
     key: &str,
     expected: Option<Value>,
     start: Instant,
-) -> Option<Duration> {
-    everywhere_every(api, agents, key, expected, start, POLL).await
-}
-
-/// As [`everywhere`], polling each agent every `poll`.
-pub(super) async fn everywhere_every(
-    api: &Api,
-    agents: &[String],
-    key: &str,
-    expected: Option<Value>,
-    start: Instant,
-    poll: Duration,
 ) -> Option<Duration> {
     let mut pollers = JoinSet::new();
     for agent in agents {
@@ -254,7 +243,7 @@ pub(super) async fn everywhere_every(
                 {
                     return Some(start.elapsed());
                 }
-                tokio::time::sleep(poll).await;
+                tokio::time::sleep(POLL).await;
             }
             None
         });

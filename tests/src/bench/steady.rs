@@ -1,7 +1,7 @@
 //! Scenario 10: a steady 1,000 writes/s spread over 10 agents (issue 19): push rounds
 //! per agent per second (the rule: at most one per `push_interval`, plus the leading
 //! edge), push bytes per change, and how long a probe key takes to reach every agent
-//! meanwhile.
+//! meanwhile (each agent watched for the probes only, as in the convergence scenario).
 
 use std::{
     path::Path,
@@ -14,10 +14,11 @@ use tokio::task::JoinSet;
 use super::{
     Outcome,
     client::{Api, base, value_text},
-    convergence::{self, DEADLINE, PULL_MS, PUSH_MS, R0, everywhere_every},
+    convergence::{self, DEADLINE, PULL_MS, PUSH_MS, R0},
     error::{Error, Result},
     report::{Figure, Target, Unit},
     stats::Summary,
+    watch::Watchers,
 };
 use crate::{Node, http};
 
@@ -29,8 +30,8 @@ const RATE: u32 = 1000;
 const LOAD: Duration = Duration::from_secs(10);
 /// Keys the load overwrites.
 const KEYS: usize = 1000;
-/// Each agent is polled this often for a probe.
-const POLL: Duration = Duration::from_millis(10);
+/// The probes' keys: the agents' watches send these alone, not the load's changes.
+const PROBE: &str = "probe-";
 
 /// The sum over `nodes` of the sample `name{operation="push"}` in their metrics.
 pub(super) async fn push_total(nodes: &[Node], name: &str) -> Result<f64> {
@@ -67,6 +68,7 @@ pub async fn run(binary: &Path) -> Result<Outcome> {
         .map(|node| base(node.agent_port))
         .collect();
     let api = Api::new()?;
+    let mut watchers = Watchers::open(&agents, PROBE).await?;
     let rounds_before = push_total(&cluster.nodes, "c19_connection_rounds_total").await?;
     let bytes_before = push_total(&cluster.nodes, "c19_connection_sent_bytes_total").await?;
 
@@ -95,13 +97,16 @@ pub async fn run(binary: &Path) -> Result<Outcome> {
     let mut lost = 0;
     let mut i = 0;
     while started.elapsed() + Duration::from_secs(1) < LOAD {
-        let key = format!("probe-{i}");
+        let key = format!("{PROBE}{i}");
         let value = Value::from(value_text("probe", i));
         let start = Instant::now();
         let body = serde_json::to_vec(&json!({ &key: { "value": value } })).unwrap_or_default();
         api.put(&format!("{}/", agents[(i * 3) % AGENTS]), body)
             .await?;
-        match everywhere_every(&api, &agents, &key, Some(value), start, POLL).await {
+        match watchers
+            .everywhere(&key, &Some(value), start, DEADLINE)
+            .await?
+        {
             Some(elapsed) => probes.push(elapsed),
             None => {
                 lost += 1;
@@ -120,6 +125,7 @@ pub async fn run(binary: &Path) -> Result<Outcome> {
     tokio::time::sleep(Duration::from_millis(3 * PUSH_MS)).await;
     let rounds = push_total(&cluster.nodes, "c19_connection_rounds_total").await? - rounds_before;
     let bytes = push_total(&cluster.nodes, "c19_connection_sent_bytes_total").await? - bytes_before;
+    drop(watchers);
     drop(cluster);
 
     let seconds = elapsed.as_secs_f64() + 3.0 * PUSH_MS as f64 / 1000.0;
@@ -157,9 +163,8 @@ pub async fn run(binary: &Path) -> Result<Outcome> {
                 Unit::Ms,
             )
             .note(format!(
-                "{} probes written during the load, polled every {} ms; {lost} lost",
-                probes.len(),
-                POLL.as_millis()
+                "{} probes written during the load, each agent watched; {lost} lost",
+                probes.len()
             )),
             Figure::new(
                 SCENARIO,
