@@ -131,11 +131,13 @@ impl SseStream {
 
 /// Splits the complete events off the front of `buf` (raw bytes of a stream read some
 /// other way), leaving an incomplete one there; comments (keep-alives) are skipped.
+/// Never panics: bytes that are not UTF-8 are replaced, as a browser's `EventSource`
+/// does, so tools that must not panic (the benchmarks) read streams with it too.
 pub fn take_events(buf: &mut Vec<u8>) -> Vec<SseEvent> {
     let mut events = Vec::new();
     while let Some(end) = buf.windows(2).position(|pair| pair == b"\n\n") {
         let block: Vec<u8> = buf.drain(..end + 2).collect();
-        events.extend(parse(std::str::from_utf8(&block).unwrap()));
+        events.extend(parse(&String::from_utf8_lossy(&block)));
     }
     events
 }

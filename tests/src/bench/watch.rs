@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::{sync::mpsc, task::JoinSet};
 
 use super::error::{Error, Result};
+use crate::sse;
 
 /// How long an agent may take to answer the watch request.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -172,34 +173,18 @@ async fn read(agent: usize, mut response: reqwest::Response, sender: mpsc::Sende
 /// A change in an event: its key and new value (`None`: deleted).
 type Change = (String, Option<Value>);
 
-/// Takes the complete events off the front of `pending` (the agent ends each with a
-/// blank line), leaving an incomplete one; comments (keep-alives) carry no change. An
-/// `error` event, or data that is not a change, is an error.
+/// Takes the complete events off the front of `pending` (see [`sse::take_events`]),
+/// leaving an incomplete one; comments (keep-alives) carry no change. An `error` event,
+/// or data that is not a change, is an error.
 fn take_events(pending: &mut Vec<u8>) -> Result<Vec<Change>, String> {
-    let mut changes = Vec::new();
-    while let Some(end) = pending.windows(2).position(|pair| pair == b"\n\n") {
-        let block: Vec<u8> = pending.drain(..end + 2).collect();
-        let text = String::from_utf8_lossy(&block);
-        let mut event = None;
-        let mut data = String::new();
-        for line in text.lines() {
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "event" => event = Some(value.to_owned()),
-                "data" => data.push_str(value),
-                _ => {}
-            }
-        }
-        if event.as_deref() == Some("error") {
-            return Err(format!("the agent ended the watch: {data}"));
-        }
-        if data.is_empty() {
-            continue;
-        }
-        changes.push(change(&data)?);
-    }
-    Ok(changes)
+    sse::take_events(pending)
+        .into_iter()
+        .filter(|event| event.event.as_deref() == Some("error") || !event.data.is_empty())
+        .map(|event| match event.event.as_deref() {
+            Some("error") => Err(format!("the agent ended the watch: {}", event.data)),
+            _ => change(&event.data),
+        })
+        .collect()
 }
 
 fn change(data: &str) -> Result<Change, String> {
