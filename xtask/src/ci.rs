@@ -2,7 +2,20 @@
 
 use std::path::Path;
 
-use crate::util::{cargo, output, root, run as step};
+use std::process::Command;
+
+use crate::util::{output, root, run as step};
+
+/// `cargo` as CI runs it: a build from scratch gains nothing from incremental
+/// compilation, and line tables keep panics' backtraces readable at a fraction of the
+/// cost of full debug info (less to compile, link and write).
+fn cargo() -> Command {
+    let mut command = crate::util::cargo();
+    command
+        .env("CARGO_INCREMENTAL", "0")
+        .env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
+    command
+}
 
 /// The crates published to crates.io. They are packaged in one `cargo package` call,
 /// so each is verified against the others as a local registry (none is published yet).
@@ -92,10 +105,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "warnings",
         ]),
     )?;
-    step(
-        "tests",
-        cargo().args(["test", "--workspace", "--no-fail-fast"]),
-    )?;
+    tests()?;
     for set in FEATURE_SETS {
         feature_build(set)?;
     }
@@ -109,6 +119,41 @@ pub fn run(args: &[String]) -> Result<(), String> {
     step("packaging", &mut package)?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
+}
+
+/// The workspace's tests. With cargo-nextest (on this project's machines) every test
+/// binary runs side by side instead of one after the other, which is most of the time the
+/// multi-process tests take; its profile in `.config/nextest.toml` ends a hung test.
+/// nextest does not run doctests, so they run after it. Without nextest, `cargo test`.
+fn tests() -> Result<(), String> {
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !nextest {
+        eprintln!("\ncargo-nextest is not installed: the tests run with cargo test");
+        return step(
+            "tests",
+            cargo().args(["test", "--workspace", "--no-fail-fast"]),
+        );
+    }
+    step(
+        "tests",
+        cargo().args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-fail-fast",
+            "--profile",
+            "ci",
+        ]),
+    )?;
+    step(
+        "doctests",
+        cargo().args(["test", "--workspace", "--doc", "--no-fail-fast"]),
+    )
 }
 
 /// Builds `c19` with only `set`'s features and checks that `c19 --kinds` lists exactly
@@ -131,10 +176,7 @@ fn feature_build(set: &FeatureSet) -> Result<(), String> {
         ]),
     )?;
     let binary = target_dir().join("debug").join("c19");
-    let listing = output(
-        "c19 --kinds",
-        std::process::Command::new(&binary).arg("--kinds"),
-    )?;
+    let listing = output("c19 --kinds", Command::new(&binary).arg("--kinds"))?;
     for line in listing.lines() {
         let Some((layer, kinds)) = line.split_once(": ") else {
             continue;

@@ -35,30 +35,67 @@ pub fn http() -> reqwest::Client {
 
 /// A port on 127.0.0.1 that was free a moment ago.
 ///
-/// Ports are handed out from a per-process counter starting at a random offset and
-/// probed by binding, so concurrent tests in one process never get the same port.
+/// Ports are handed out from a per-process counter starting at an offset drawn from the
+/// process id, and probed by binding, so concurrent tests in one process never get the
+/// same port. Test runners such as cargo-nextest run each test in its own process, so a
+/// port is also claimed across processes with a lock on a file named after it (released
+/// when the process ends, or [`HELD_CLAIMS`] claims later).
 /// They come from below the kernel's ephemeral range: an outgoing connection of any
 /// process takes its local port from that range, so a port probed free there can be
 /// taken by a client socket before the agent binds it.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let (low, high) = port_range();
-    let span = high - low;
-    let _ = NEXT.compare_exchange(
-        0,
-        low + (std::process::id() % u32::from(span)) as u16,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    let span = u32::from(high - low);
+    // Spread out: processes started one after the other have neighbouring ids.
+    let offset = (std::process::id().wrapping_mul(2_654_435_761) % span) as u16;
+    let _ = NEXT.compare_exchange(0, low + offset, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
         if port >= high || port < low {
             NEXT.store(low, Ordering::SeqCst);
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if claim(port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
+    }
+}
+
+/// How many port claims a process holds at once; older ones are given back (their ports
+/// were bound by their agents, or given up, long before).
+pub const HELD_CLAIMS: usize = 512;
+
+/// Claims `port` among processes that use [`free_port`]: false when another holds it.
+/// Without a usable temporary directory every port counts as claimed by this process.
+fn claim(port: u16) -> bool {
+    static CLAIMS: Mutex<std::collections::VecDeque<fs::File>> =
+        Mutex::new(std::collections::VecDeque::new());
+    let dir = std::env::temp_dir().join("c19-test-ports");
+    if fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let Ok(file) = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
+        return true;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let mut claims = CLAIMS
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if claims.len() >= HELD_CLAIMS {
+                claims.pop_front();
+            }
+            claims.push_back(file);
+            true
+        }
+        Err(fs::TryLockError::WouldBlock) => false,
+        Err(fs::TryLockError::Error(_)) => true,
     }
 }
 
@@ -557,5 +594,19 @@ impl Cluster {
             .iter()
             .map(|node| format!("==== {}\n{}", node.name, node.logs()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_handed_out_is_claimed_against_other_openers() {
+        let port = free_port();
+        // A lock on a file is held per opening, so a second opening stands for another
+        // process here.
+        assert!(!claim(port), "port {port} was handed out but not claimed");
+        assert_ne!(free_port(), port);
     }
 }
