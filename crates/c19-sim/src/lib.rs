@@ -5,7 +5,8 @@
 //! the in-memory network of `c19_connection_default::sim`: links with latency (fixed or
 //! uniform), message loss, a partition that opens and heals, and an agent that stops and
 //! restarts empty; optionally one shared machine whose cores every push queues for
-//! ([`SharedHost`]). Every random draw is seeded, so a run is exactly reproducible from
+//! ([`SharedHost`]), and a steady write load beside the timed writes
+//! ([`Scenario::load_per_s`]). Every random draw is seeded, so a run is exactly reproducible from
 //! its seed (all figures but `wall_s`).
 //!
 //! `cargo xtask sim --agents N --seed S [--loss P] [--latency MS] ...` prints one JSON
@@ -24,7 +25,7 @@ mod track;
 
 pub use report::Report;
 pub use run::run;
-pub use scenario::{Partition, Scenario, SharedHost};
+pub use scenario::{LOAD_KEYS, Partition, Scenario, SharedHost};
 
 /// Why a run could not be made.
 #[derive(Debug, thiserror::Error)]

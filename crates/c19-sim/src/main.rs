@@ -33,6 +33,9 @@ struct Args {
     /// Virtual ms between two writes.
     #[arg(long, default_value_t = 600)]
     write_gap: u64,
+    /// A steady load of this many writes per second on random agents meanwhile.
+    #[arg(long, default_value_t = 0)]
+    load: u32,
     /// The connection's push_interval, ms.
     #[arg(long, default_value_t = 200)]
     push_interval: u64,
@@ -85,6 +88,7 @@ fn scenario(args: &Args, agents: usize, seed: u64) -> Result<Scenario, String> {
         loss: args.loss,
         writes: args.writes,
         write_gap_ms: args.write_gap,
+        load_per_s: args.load,
         partition,
         restart: !args.no_restart,
         host: args

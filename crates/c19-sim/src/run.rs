@@ -19,7 +19,7 @@ use tokio::time::{Instant, sleep};
 use crate::{
     Error,
     report::{Report, ms_precision, quantile},
-    scenario::Scenario,
+    scenario::{LOAD_KEYS, Scenario},
     track::Tracker,
 };
 
@@ -114,7 +114,12 @@ impl Cluster {
 
     /// Writes the new key `key` on agent `index`.
     fn write(&self, index: usize, key: &str) -> Result<(), Error> {
-        let body = serde_json::json!({ key: { "value": "v" } }).to_string();
+        self.write_value(index, key, "v")
+    }
+
+    /// Writes `value` under `key` on agent `index`.
+    fn write_value(&self, index: usize, key: &str, value: &str) -> Result<(), Error> {
+        let body = serde_json::json!({ key: { "value": value } }).to_string();
         self.members[index]
             .state
             .set_local(&body)
@@ -156,6 +161,28 @@ async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Dur
     }
 }
 
+/// Writes `scenario.load_per_s` overwrites a second on random agents, counting them in
+/// `written`, until dropped (or for ever, idle, without a load); ends only on an error.
+async fn steady_load(
+    cluster: &Cluster,
+    scenario: &Scenario,
+    written: &mut u64,
+) -> Result<(), Error> {
+    if scenario.load_per_s == 0 {
+        return std::future::pending().await;
+    }
+    // Its own draws, so that a load leaves the timed writes' agents as they were.
+    let mut rng = StdRng::seed_from_u64(scenario.seed ^ 0x6c6f_6164);
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / scenario.load_per_s);
+    loop {
+        tick.tick().await;
+        let by = rng.random_range(0..scenario.agents);
+        let key = format!("load-{:04}", *written as usize % LOAD_KEYS);
+        cluster.write_value(by, &key, &written.to_string())?;
+        *written += 1;
+    }
+}
+
 fn bytes(traffic: &Traffic) -> u64 {
     traffic.push_bytes + traffic.exchange_bytes + traffic.pull_bytes
 }
@@ -184,14 +211,24 @@ async fn simulate(scenario: &Scenario) -> Result<Report, Error> {
         .filter_map(|(index, member)| tracker.watch(index, member.state.clone()))
         .collect();
     let before = cluster.network.traffic();
-    for write in 0..scenario.writes {
-        let by = rng.random_range(0..scenario.agents);
-        let key = format!("key-{write:06}");
-        tracker.written(&key, by);
-        cluster.write(by, &key)?;
-        sleep(Duration::from_millis(scenario.write_gap_ms)).await;
+    let timed = async {
+        for write in 0..scenario.writes {
+            let by = rng.random_range(0..scenario.agents);
+            let key = format!("key-{write:06}");
+            tracker.written(&key, by);
+            cluster.write(by, &key)?;
+            sleep(Duration::from_millis(scenario.write_gap_ms)).await;
+        }
+        wait_for(patience, || tracker.open() == 0).await;
+        Ok::<(), Error>(())
+    };
+    let mut loaded = 0u64;
+    let load = steady_load(&cluster, scenario, &mut loaded);
+    tokio::select! {
+        biased;
+        timed = timed => timed?,
+        failed = load => failed?,
     }
-    wait_for(patience, || tracker.open() == 0).await;
     // The last change's second push round.
     sleep(push * 3).await;
     let spread = cluster.network.traffic() - before;
@@ -247,7 +284,7 @@ async fn simulate(scenario: &Scenario) -> Result<Report, Error> {
     sleep(pull).await;
     let all_equal = cluster.all_equal();
 
-    let writes = scenario.writes.max(1) as f64;
+    let writes = (scenario.writes as f64 + loaded as f64).max(1.0);
     Ok(Report {
         agents: scenario.agents,
         seed: scenario.seed,

@@ -25,6 +25,9 @@ pub struct SharedHost {
     pub push_cpu_us: f64,
 }
 
+/// The keys a steady load overwrites.
+pub const LOAD_KEYS: usize = 1000;
+
 /// One run's settings. [`Scenario::default`] is the reference cluster: push
 /// 200 ms, pull 2 s, `r0` 3, 1 ms links, no loss.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -50,6 +53,10 @@ pub struct Scenario {
     /// Virtual ms between two of those writes (past a change's two push rounds, so each
     /// lands on an idle cluster).
     pub write_gap_ms: u64,
+    /// Writes per second of a steady load on random agents (overwrites of
+    /// [`LOAD_KEYS`] keys) while the timed keys are written: 0, none. Under load every
+    /// agent pushes once a push interval, and a change waits for each forwarder's round.
+    pub load_per_s: u32,
     /// Pull intervals at rest over which the traffic at rest is measured.
     pub rest_intervals: u32,
     /// A partition after the rest measure, if any.
@@ -73,6 +80,7 @@ impl Default for Scenario {
             loss: 0.0,
             writes: 50,
             write_gap_ms: 600,
+            load_per_s: 0,
             rest_intervals: 3,
             partition: None,
             restart: true,
@@ -107,6 +115,9 @@ impl Scenario {
             .is_some_and(|max| !(max >= self.latency_ms && max.is_finite()))
         {
             return bad("latency_max", "a number of ms, at least the latency");
+        }
+        if self.load_per_s > 1_000_000 {
+            return bad("load", "at most 1,000,000 writes per second");
         }
         if self.partition.as_ref().is_some_and(|p| p.duration_ms == 0) {
             return bad("partition", "a duration of at least 1 ms");
