@@ -197,7 +197,7 @@ impl PeerClient {
     }
 
     /// Sends `changes` to the peer at `addr` with `PUT /`.
-    pub async fn push(&self, addr: SocketAddr, changes: Bytes) -> Result<()> {
+    pub async fn push(&self, addr: SocketAddr, changes: Bytes) -> Result<Option<Duration>> {
         let _permit = self.permits.acquire().await;
         let response = self
             .send(addr, |http, base| {
@@ -209,7 +209,7 @@ impl PeerClient {
         let response = self.check_identity(addr, response)?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(crate::cadence::hint(response.headers()));
         }
         // A c19 peer busy merging says when to come back; a bare 503 is a failure.
         if status == StatusCode::SERVICE_UNAVAILABLE

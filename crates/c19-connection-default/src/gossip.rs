@@ -15,6 +15,7 @@ mod exchange;
 pub(crate) use exchange::Dialects;
 
 use crate::{
+    cadence::Cadence,
     client::Pulled,
     config::Settings,
     debts::Debts,
@@ -68,6 +69,8 @@ pub(crate) struct Gossip<'a> {
     pub first_sync: FirstSync,
     /// The peers owed changes they did not take yet.
     pub debts: Debts,
+    /// When this agent's next round of new changes may go, as its peer server tells.
+    pub cadence: Arc<Cadence>,
 }
 
 impl Gossip<'_> {
@@ -133,6 +136,11 @@ impl Gossip<'_> {
             Ok(addr) => self.transport.push(addr, changes).await,
             Err(error) => Err(error),
         };
+        if let Ok(Some(wait)) = result {
+            self.book
+                .heard_next_round(&target.name, wait, Instant::now());
+        }
+        let result = result.map(drop);
         match &result {
             Ok(()) => self.stats.push_sent(length, true),
             Err(Error::Refused { .. } | Error::Busy { .. }) => self.stats.push_sent(length, false),

@@ -85,6 +85,7 @@
 //! On shutdown the publisher pushes every change it has not published yet before the
 //! layer returns, so a write acknowledged just before a rolling restart reaches peers.
 
+mod cadence;
 mod client;
 mod clock;
 mod codec;
@@ -303,10 +304,12 @@ impl DefaultConnection {
             }
         };
         let state = self.state;
+        let cadence = Arc::new(cadence::Cadence::default());
         let server = Arc::new(PeerServer::new(
             state.clone(),
             node.clone(),
             stats.clone(),
+            cadence.clone(),
             &settings,
         ));
         let max_clock_skew = state.max_clock_skew();
@@ -318,7 +321,8 @@ impl DefaultConnection {
                 local.port(),
                 settings.dial_port,
                 settings.backoff,
-            ),
+            )
+            .with_push_interval(settings.push_interval),
             transport: Box::new(
                 PeerClient::with_tls(&settings, node, client_tls)
                     .map_err(LayerError::other)?
@@ -333,6 +337,7 @@ impl DefaultConnection {
             dialects: Default::default(),
             first_sync,
             debts: Default::default(),
+            cadence,
         };
         tokio::join!(
             server::serve(

@@ -13,12 +13,14 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::time::Instant;
 
 mod list;
+mod rounds;
 
 /// Failures in a row after which a peer is left alone: a ring successor is no longer
 /// kept, and changes it did not take are no longer sent again ([`crate::debts`]).
 pub(crate) const MAX_FAILURES: u32 = 3;
 
 use list::PeerList;
+use rounds::PeerRounds;
 
 use crate::{
     config::MAX_BACKOFF,
@@ -56,6 +58,8 @@ struct Book {
     list: PeerList,
     /// Scratch room for sampling: indices into `list.targets`.
     order: Vec<usize>,
+    /// When peers push next, as they said.
+    rounds: PeerRounds,
 }
 
 /// What this connection knows about its peers.
@@ -103,7 +107,37 @@ impl PeerBook {
                 rng,
                 list: PeerList::default(),
                 order: Vec::new(),
+                rounds: PeerRounds::default(),
             }),
+        }
+    }
+
+    /// Lets pushes go to the peers whose next round comes soonest, as their answers said
+    /// ([`crate::cadence`]), measuring their phases with this agent's `interval`.
+    pub fn with_push_interval(mut self, interval: Duration) -> Self {
+        let book = self
+            .book
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        book.rounds.interval = Some(interval);
+        self
+    }
+
+    /// A random delay below `up_to`, drawn as the peers are (seeded in the simulator).
+    pub fn random_delay(&self, up_to: Duration) -> Duration {
+        if up_to.is_zero() {
+            return Duration::ZERO;
+        }
+        self.book().rng.random_range(Duration::ZERO..up_to)
+    }
+
+    /// Notes that `name`, answering at `now`, said its next round goes in `wait`.
+    pub fn heard_next_round(&self, name: &str, wait: Duration, now: Instant) {
+        let mut book = self.book();
+        let Book { list, rounds, .. } = &mut *book;
+        rounds.note(name, now + wait, now);
+        if !list.ring.is_empty() {
+            rounds.prune(list.ring.len(), |name| list.position(name).is_some());
         }
     }
 
@@ -127,24 +161,19 @@ impl PeerBook {
         let mut book = self.book();
         let book = &mut *book;
         book.list.refresh(peers, self.dial_port);
-        self.sample(book, r0, now, None)
+        self.sample(book, r0, now, &[])
     }
 
     /// Up to `r0` of the book's list, at random, skipping this agent, peers backed off at
     /// `now`, and `except`: a random order of the distinct peers, cut after `r0` of them.
-    fn sample(
-        &self,
-        book: &mut Book,
-        r0: usize,
-        now: Instant,
-        except: Option<&str>,
-    ) -> Vec<Target> {
+    fn sample(&self, book: &mut Book, r0: usize, now: Instant, except: &[&str]) -> Vec<Target> {
         let Book {
             health,
             myself,
             rng,
             list,
             order,
+            ..
         } = book;
         order.clear();
         order.extend(0..list.targets.len());
@@ -155,7 +184,8 @@ impl PeerBook {
             left -= 1;
             order.swap(pick, left);
             let target = &list.targets[order[left]];
-            let skipped = Some(target.name.as_str()) == except
+            let skipped = except.contains(&target.name.as_str())
+                || list.itself.as_ref() == Some(&target.name)
                 || self.is_itself(myself, &target.peer, &target.name)
                 || health
                     .get(&target.name)
@@ -169,14 +199,20 @@ impl PeerBook {
 
     /// As [`PeerBook::choose`], with one of the `r0` being this agent's successor: the
     /// first peer after this agent in the order of their names that is not backed off
-    /// after [`MAX_FAILURES`] failures in a row, nor busy.
+    /// after [`MAX_FAILURES`] failures in a row, nor busy; and, with a push interval set
+    /// ([`PeerBook::with_push_interval`]), all but one of the others being the peers whose
+    /// next round comes soonest, when sooner than a random one's would.
     ///
     /// Every agent that receives a change forwards it at once (on the leading edge of its
     /// push interval) and so passes it to its successor: the agents reached are closed
     /// under "successor", which on one ring is all of them, so a change reaches every
     /// agent in one wave of forwards instead of waiting a push interval for the ones the
     /// random picks missed. It needs `peers` to name this agent (a static list that every
-    /// agent shares does); otherwise all `r0` are random.
+    /// agent shares does); otherwise the successor's place goes to a random peer.
+    ///
+    /// Under load, when each agent holds what it receives until its next round, peers
+    /// about to push pass the change on within a fraction of an interval, where a random
+    /// one takes half an interval on average.
     pub fn choose_for_push(
         &self,
         peers: &[Peer],
@@ -188,11 +224,58 @@ impl PeerBook {
         let book = &mut *book;
         book.list.refresh(peers, self.dial_port);
         book.list.place_itself(itself, self.dial_port);
-        let Some(next) = self.successor(book, now).filter(|_| r0 > 0) else {
-            return self.sample(book, r0, now, None);
+        let mut chosen: Vec<Target> = self
+            .successor(book, now)
+            .filter(|_| r0 > 0)
+            .into_iter()
+            .collect();
+        // One pick at least stays random, so the spread does not settle on the peers whose
+        // hints this agent happens to hold.
+        let by_rounds = (r0 - chosen.len()).saturating_sub(1);
+        let soonest = {
+            let except: Vec<&str> = chosen.iter().map(|target| target.name.as_str()).collect();
+            self.soonest(book, by_rounds, now, &except)
         };
-        let others = self.sample(book, r0 - 1, now, Some(&next.name));
-        std::iter::once(next).chain(others).collect()
+        chosen.extend(soonest);
+        let except: Vec<&str> = chosen.iter().map(|target| target.name.as_str()).collect();
+        let others = self.sample(book, r0 - chosen.len(), now, &except);
+        chosen.extend(others);
+        chosen
+    }
+
+    /// Up to `count` peers of the book's list whose next round comes soonest after `now`
+    /// and sooner than half an interval, skipping this agent, peers backed off at `now`
+    /// and `except`; equal waits in random order.
+    fn soonest(&self, book: &mut Book, count: usize, now: Instant, except: &[&str]) -> Vec<Target> {
+        if count == 0 {
+            return Vec::new();
+        }
+        let Book {
+            health,
+            myself,
+            rng,
+            list,
+            rounds,
+            ..
+        } = book;
+        let mut soon: Vec<(Duration, u32, usize)> = rounds
+            .soon(now)
+            .into_iter()
+            .filter(|(name, _)| !except.contains(name))
+            .filter_map(|(name, wait)| {
+                let index = list.position(name)?;
+                let target = &list.targets[index];
+                let skipped = list.itself.as_deref() == Some(name)
+                    || self.is_itself(myself, &target.peer, &target.name)
+                    || health.get(name).is_some_and(|health| health.retry_at > now);
+                (!skipped).then(|| (wait, rng.random(), index))
+            })
+            .collect();
+        soon.sort_unstable();
+        soon.into_iter()
+            .take(count)
+            .map(|(_, _, index)| list.targets[index].clone())
+            .collect()
     }
 
     /// The first peer after this agent on the ring of the book's list (and of the
@@ -393,313 +476,4 @@ impl PeerBook {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::net::Ipv4Addr;
-
-    use super::*;
-
-    const OWN: u16 = 4097;
-
-    fn book() -> PeerBook {
-        PeerBook::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            OWN,
-            OWN,
-            Duration::from_millis(100),
-        )
-    }
-
-    fn peers(list: &[&str]) -> Vec<Peer> {
-        list.iter().map(|peer| peer.parse().unwrap()).collect()
-    }
-
-    fn names(targets: &[Target]) -> Vec<String> {
-        let mut names: Vec<String> = targets.iter().map(|target| target.name.clone()).collect();
-        names.sort();
-        names
-    }
-
-    fn failure() -> Error {
-        Error::Status {
-            status: 503,
-            message: "down".into(),
-        }
-    }
-
-    #[test]
-    fn never_chooses_its_own_address() {
-        let book = book();
-        let list = peers(&[
-            "127.0.0.1",
-            "127.0.0.1:4097",
-            "0.0.0.0:4097",
-            "[::1]:4097",
-            "10.0.0.2",
-            "127.0.0.1:4098",
-        ]);
-        for _ in 0..20 {
-            assert_eq!(
-                names(&book.choose(&list, 10, Instant::now())),
-                ["10.0.0.2:4097", "127.0.0.1:4098"]
-            );
-        }
-        // Another node's port on loopback is a peer; the bound IP with the own port is not.
-        let bound = PeerBook::new(
-            "10.0.0.1".parse().unwrap(),
-            OWN,
-            OWN,
-            Duration::from_millis(100),
-        );
-        assert_eq!(
-            names(&bound.choose(&peers(&["10.0.0.1", "10.0.0.1:1"]), 10, Instant::now())),
-            ["10.0.0.1:1"]
-        );
-    }
-
-    #[test]
-    fn pushes_always_include_the_successor_on_the_ring() {
-        let book = book();
-        // This agent is 127.0.0.1:4097 (OWN); the names in order put 127.0.0.1:4098 next.
-        let list = peers(&[
-            "127.0.0.1:4099",
-            "10.0.0.9",
-            "127.0.0.1:4097",
-            "127.0.0.1:4098",
-            "10.0.0.1",
-        ]);
-        let mut others = std::collections::BTreeSet::new();
-        for _ in 0..200 {
-            let chosen = book.choose_for_push(&list, None, 2, Instant::now());
-            assert_eq!(chosen.len(), 2);
-            assert_eq!(chosen[0].name, "127.0.0.1:4098");
-            assert_ne!(chosen[1].name, "127.0.0.1:4098");
-            others.insert(chosen[1].name.clone());
-        }
-        assert_eq!(others.len(), 3, "the rest is random: {others:?}");
-        // The last name wraps round to the first; a successor that keeps failing is
-        // skipped (a failure or two are kept: lost messages).
-        let last = peers(&["10.0.0.1", "127.0.0.1:4097", "10.0.0.2"]);
-        let start = Instant::now();
-        let first = Target {
-            name: "10.0.0.1:4097".into(),
-            peer: last[0].clone(),
-        };
-        book.failed(&first, &failure(), 1, start);
-        book.failed(&first, &failure(), 1, start);
-        let chosen = book.choose_for_push(&last, None, 1, start);
-        assert_eq!(
-            names(&chosen),
-            ["10.0.0.1:4097"],
-            "two failures: still the successor"
-        );
-        book.failed(&first, &failure(), 1, start);
-        let chosen = book.choose_for_push(&last, None, 1, start);
-        assert_eq!(names(&chosen), ["10.0.0.2:4097"]);
-        // A list without this agent: all random, unless the provider says where it is.
-        let without = peers(&["10.0.0.5", "10.0.0.7", "10.0.0.6"]);
-        assert_eq!(book.choose_for_push(&without, None, 2, start).len(), 2);
-        let own: Peer = "10.0.0.6".parse().unwrap();
-        for _ in 0..20 {
-            let chosen = book.choose_for_push(&without, Some(&own), 1, start);
-            assert_eq!(names(&chosen), ["10.0.0.7:4097"]);
-        }
-    }
-
-    #[test]
-    fn samples_at_most_r0_distinct_peers_at_random() {
-        let book = book();
-        let list = peers(&[
-            "10.0.0.1",
-            "10.0.0.2",
-            "10.0.0.3",
-            "10.0.0.4",
-            "10.0.0.1:4097",
-        ]);
-        let mut seen = HashSet::new();
-        for _ in 0..200 {
-            let chosen = names(&book.choose(&list, 2, Instant::now()));
-            assert_eq!(chosen.len(), 2);
-            assert_ne!(chosen[0], chosen[1]);
-            seen.extend(chosen);
-        }
-        assert_eq!(seen.len(), 4, "every peer is chosen sometimes: {seen:?}");
-    }
-
-    #[test]
-    fn counts_distinct_peers_other_than_itself() {
-        let book = book();
-        let list = peers(&[
-            "127.0.0.1",
-            "10.0.0.1",
-            "10.0.0.1:4097",
-            "10.0.0.2",
-            "name:1",
-        ]);
-        assert_eq!(book.count_others(&list), 3);
-        let me = book
-            .choose(&list, 5, Instant::now())
-            .into_iter()
-            .find(|t| t.name == "name:1")
-            .unwrap();
-        book.mark_self(&me);
-        assert_eq!(book.count_others(&list), 2);
-    }
-
-    #[test]
-    fn skips_peers_found_to_be_itself() {
-        let book = book();
-        let list = peers(&["10.0.0.1", "10.0.0.2"]);
-        let me = book
-            .choose(&list, 2, Instant::now())
-            .into_iter()
-            .find(|t| t.name == "10.0.0.1:4097")
-            .unwrap();
-        book.mark_self(&me);
-        assert_eq!(
-            names(&book.choose(&list, 2, Instant::now())),
-            ["10.0.0.2:4097"]
-        );
-    }
-
-    #[test]
-    fn backs_off_failing_peers_exponentially_and_resets_on_success() {
-        let book = book();
-        let list = peers(&["10.0.0.1", "10.0.0.2"]);
-        let target = Target {
-            name: "10.0.0.1:4097".into(),
-            peer: list[0].clone(),
-        };
-        let start = Instant::now();
-        book.failed(&target, &failure(), 1, start);
-        assert_eq!(
-            book.choose(&list, 2, start).len(),
-            2,
-            "one failure (a lost message) is no reason to skip a peer"
-        );
-        book.failed(&target, &failure(), 1, start);
-        assert_eq!(names(&book.choose(&list, 2, start)), ["10.0.0.2:4097"]);
-        assert_eq!(
-            book.choose(&list, 2, start + Duration::from_millis(100))
-                .len(),
-            2
-        );
-        book.failed(&target, &failure(), 1, start);
-        book.failed(&target, &failure(), 1, start);
-        // Fourth failure in a row: skipped for 400 ms.
-        assert_eq!(
-            book.choose(&list, 2, start + Duration::from_millis(399))
-                .len(),
-            1
-        );
-        assert_eq!(
-            book.choose(&list, 2, start + Duration::from_millis(400))
-                .len(),
-            2
-        );
-        for _ in 0..40 {
-            book.failed(&target, &failure(), 2, start);
-        }
-        assert_eq!(
-            book.choose(&list, 2, start + MAX_BACKOFF - Duration::from_millis(1))
-                .len(),
-            1
-        );
-        assert_eq!(book.choose(&list, 2, start + MAX_BACKOFF).len(), 2);
-        book.succeeded(&target);
-        assert_eq!(book.choose(&list, 2, start).len(), 2);
-    }
-
-    #[test]
-    fn a_refusal_does_not_back_off() {
-        let book = book();
-        let list = peers(&["10.0.0.1"]);
-        let target = book.choose(&list, 1, Instant::now()).remove(0);
-        book.refused(&target, &failure(), 1);
-        assert_eq!(book.choose(&list, 1, Instant::now()).len(), 1);
-    }
-
-    #[tokio::test]
-    async fn resolves_names_and_recognises_itself_after_resolution() {
-        let book = book();
-        let list = peers(&["localhost:4097", "localhost:4999", "10.0.0.9"]);
-        let chosen = book.choose(&list, 3, Instant::now());
-        assert_eq!(
-            chosen.len(),
-            3,
-            "names cannot be judged before they are resolved"
-        );
-        for target in &chosen {
-            let resolved = book.resolve(target, Duration::from_secs(5)).await;
-            match target.name.as_str() {
-                "localhost:4097" => assert!(
-                    matches!(resolved, Err(Error::IsSelf { .. })),
-                    "{resolved:?}"
-                ),
-                "localhost:4999" => assert!(resolved.unwrap().ip().is_loopback()),
-                _ => assert_eq!(resolved.unwrap(), "10.0.0.9:4097".parse().unwrap()),
-            }
-        }
-        assert_eq!(book.choose(&list, 3, Instant::now()).len(), 2);
-        let unknown = Target {
-            name: "no-such-host.invalid:1".into(),
-            peer: "no-such-host.invalid:1".parse().unwrap(),
-        };
-        assert!(
-            book.resolve(&unknown, Duration::from_secs(5))
-                .await
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn a_new_list_of_peers_is_read_again_and_the_ring_follows_it() {
-        let book = book();
-        let first = peers(&["10.0.0.1", "10.0.0.2"]);
-        let now = Instant::now();
-        assert_eq!(
-            names(&book.choose(&first, 5, now)),
-            ["10.0.0.1:4097", "10.0.0.2:4097"]
-        );
-        let second = peers(&["10.0.0.3", "10.0.0.4", "10.0.0.3"]);
-        assert_eq!(
-            names(&book.choose(&second, 5, now)),
-            ["10.0.0.3:4097", "10.0.0.4:4097"],
-            "the new list, each peer once"
-        );
-        assert_eq!(book.count_others(&second), 2);
-        let itself: Peer = "10.0.0.15:4097".parse().unwrap();
-        let ring = peers(&["10.0.0.10", "10.0.0.20", "10.0.0.30"]);
-        let pushed = book.choose_for_push(&ring, Some(&itself), 1, now);
-        assert_eq!(
-            names(&pushed),
-            ["10.0.0.20:4097"],
-            "the successor of 10.0.0.15 by name"
-        );
-        let moved: Peer = "10.0.0.25:4097".parse().unwrap();
-        let pushed = book.choose_for_push(&ring, Some(&moved), 1, now);
-        assert_eq!(
-            names(&pushed),
-            ["10.0.0.30:4097"],
-            "a new itself moves on the ring"
-        );
-    }
-
-    #[test]
-    fn seeded_books_choose_alike() {
-        let list = peers(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]);
-        let seeded = |seed| {
-            PeerBook::with_rng(
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                OWN,
-                OWN,
-                Duration::from_secs(1),
-                StdRng::seed_from_u64(seed),
-            )
-        };
-        let (a, b) = (seeded(5), seeded(5));
-        let now = Instant::now();
-        for _ in 0..20 {
-            assert_eq!(a.choose(&list, 2, now), b.choose(&list, 2, now));
-        }
-    }
-}
+mod tests;

@@ -18,6 +18,9 @@
 //! probability about `e^-r0` (5% of the agents at `r0: 3`), which then waits for a
 //! pull; with two rounds about `e^-2·r0` (0.25%).
 //!
+//! Each answer to a push tells the pusher when this agent's next round goes
+//! ([`crate::cadence`]), and pushers prefer peers about to push ([`crate::peers`]).
+//!
 //! What an agent pulls while catching up after start is not pushed when nothing else
 //! is pending (see [`Gossip::take_pulled`]): it is old news to its peers.
 //!
@@ -77,6 +80,11 @@ async fn leading_edge<'a>(
     // The last round with new changes, and the last round of any kind.
     let mut last_fresh: Option<time::Instant> = None;
     let mut last_round = started;
+    // How much later than one interval after `last_fresh` the next round goes when it has
+    // changes newer than the last round's: a random part of an interval after a round
+    // that went at once, none otherwise. A round that only repeats the last one's changes
+    // (their second round) is not held back.
+    let mut offset = time::Duration::ZERO;
     loop {
         // Seen before looking, so that a move after the look wakes the waits below.
         heads.borrow_and_update();
@@ -94,24 +102,28 @@ async fn leading_edge<'a>(
                 }
             }
         }
+        let news = fresh && publisher.news(gossip);
         let due = if fresh {
             // While catching up after start, the news is mostly what the pull under way
             // brings, which peers have: look once an interval, as a ticking publisher does.
             let catching_up = gossip.catching_up.load(Ordering::Acquire);
+            let offset = if news { offset } else { time::Duration::ZERO };
             match last_fresh {
-                Some(last) => Some(last + interval),
+                Some(last) => Some(last + interval + offset),
                 None if catching_up => Some(started + interval),
                 None => None,
             }
         } else {
             Some(last_round + interval)
         };
+        let at_once = fresh && due.is_none_or(|due| due <= time::Instant::now());
         if let Some(due) = due {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = time::sleep_until(due) => {}
-                // New changes while only debts wait: they may go at once.
-                changed = heads.changed(), if !fresh => {
+                // New changes while only debts or a second round wait: they may go at
+                // once, or later than the second round would.
+                changed = heads.changed(), if !news => {
                     if changed.is_ok() {
                         continue;
                     }
@@ -120,7 +132,20 @@ async fn leading_edge<'a>(
         }
         last_round = time::Instant::now();
         if publisher.fresh(gossip) {
+            // A round that went at once, on the leading edge, most likely went in step with
+            // the agent whose change woke this one: agents that a wave woke together would
+            // then push in step for as long as the load lasts, and a change forwarded to
+            // any of them would wait a whole interval at each hop. The next round goes a
+            // random part of an interval late, once, so that each keeps its own phase
+            // (and pushes sooner to peers about to push, see `crate::peers`).
+            offset = if at_once {
+                gossip.book.random_delay(interval)
+            } else {
+                time::Duration::ZERO
+            };
             last_fresh = Some(last_round);
+            // What arrives from now on waits for the next round: peers are told when.
+            gossip.cadence.set(last_round + interval + offset);
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -143,6 +168,9 @@ async fn ticking<'a>(
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        gossip
+            .cadence
+            .set(time::Instant::now() + gossip.settings.push_interval);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = publisher.round_leaving(gossip, stragglers) => {}
@@ -180,6 +208,14 @@ impl Publisher {
             // Nothing else was pending: what the pull brought need not be pushed.
             self.marks.iter_mut().for_each(|mark| *mark = end);
         }
+    }
+
+    /// Whether changes newer than the last round's wait (not only the last round's
+    /// changes, for their second round).
+    pub fn news(&self, gossip: &Gossip<'_>) -> bool {
+        self.marks
+            .back()
+            .is_some_and(|last| gossip.state.head() != *last)
     }
 
     /// Whether new changes wait for a round (after settling what a pull brought).

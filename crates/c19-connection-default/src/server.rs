@@ -30,6 +30,7 @@ use c19_serve::{Error as BodyError, Received, Side};
 use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::{
+    cadence::{self, Cadence},
     client, clock,
     config::Settings,
     identity::{NODE_HEADER, NodeId},
@@ -75,6 +76,8 @@ pub(crate) struct PeerServer {
     /// Room, in KiB, for large pushes accepted while every turn is taken
     /// ([`backlog_room`]).
     pub backlog: Arc<Semaphore>,
+    /// When this agent's next round of new changes may go, told in push answers.
+    pub cadence: Arc<Cadence>,
 }
 
 impl PeerServer {
@@ -84,6 +87,7 @@ impl PeerServer {
         state: SafeState,
         node: NodeId,
         stats: Arc<Stats>,
+        cadence: Arc<Cadence>,
         settings: &Settings,
     ) -> Self {
         Self {
@@ -95,6 +99,7 @@ impl PeerServer {
             max_message_bytes: settings.max_message_bytes,
             merges: merge_turns(),
             backlog: backlog_room(settings.body_limit),
+            cadence,
         }
     }
 }
@@ -242,7 +247,11 @@ async fn merge(State(server): State<Arc<PeerServer>>, headers: HeaderMap, body: 
                 ignored = applied.ignored,
                 "merged a push"
             );
-            StatusCode::NO_CONTENT.into_response()
+            (
+                StatusCode::NO_CONTENT,
+                [(cadence::NEXT_ROUND_HEADER, server.cadence.header_value())],
+            )
+                .into_response()
         }
         Err(refusal) => {
             server.stats.refused(length);

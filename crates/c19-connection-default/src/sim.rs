@@ -32,6 +32,7 @@ pub use network::{Host, Latency, Links, Network, Traffic};
 
 use crate::{
     DefaultConnectionConfig,
+    cadence::Cadence,
     first_sync::FirstSync,
     gossip::Gossip,
     identity::NodeId,
@@ -113,10 +114,12 @@ impl SimAgent {
         let stats = Arc::new(Stats::default());
         // Readiness is process-wide by component: one name per agent of each network.
         let readiness = Readiness::for_component(&format!("sim {} {addr}", network.id()));
+        let cadence = Arc::new(Cadence::default());
         let server = Arc::new(PeerServer::new(
             state.clone(),
             NodeId::random(),
             stats.clone(),
+            cadence.clone(),
             &settings,
         ));
         network.attach(addr, server);
@@ -147,7 +150,8 @@ impl SimAgent {
                     settings.dial_port,
                     settings.backoff,
                     StdRng::seed_from_u64(seed),
-                ),
+                )
+                .with_push_interval(settings.push_interval),
                 transport: Box::new(transport),
                 offload: Offload::Inline,
                 board: false,
@@ -158,6 +162,7 @@ impl SimAgent {
                 dialects: Default::default(),
                 first_sync,
                 debts: Default::default(),
+                cadence,
             };
             tokio::join!(
                 publisher::run(&gossip, &shutdown),

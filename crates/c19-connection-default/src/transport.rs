@@ -12,7 +12,7 @@
 //! arrived, [`Error::Refused`] for data the peer would not take, [`Error::NoExchange`] for
 //! a peer without exchanges.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -25,8 +25,9 @@ use crate::{
 
 /// Carries the connection's messages to peers.
 pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
-    /// Delivers a batch of `changes` to the peer at `to` (`PUT /` over HTTP).
-    fn push(&self, to: SocketAddr, changes: Bytes) -> BoxFuture<'_, Result<()>>;
+    /// Delivers a batch of `changes` to the peer at `to` (`PUT /` over HTTP); returns how
+    /// long until the peer's next round, when it said ([`crate::cadence`]).
+    fn push(&self, to: SocketAddr, changes: Bytes) -> BoxFuture<'_, Result<Option<Duration>>>;
 
     /// Asks the peer at `to` for its whole state unless it is at `version`
     /// (`GET /<version>` over HTTP).
@@ -43,7 +44,7 @@ pub(crate) trait Transport: Send + Sync + std::fmt::Debug {
 }
 
 impl Transport for PeerClient {
-    fn push(&self, to: SocketAddr, changes: Bytes) -> BoxFuture<'_, Result<()>> {
+    fn push(&self, to: SocketAddr, changes: Bytes) -> BoxFuture<'_, Result<Option<Duration>>> {
         Box::pin(PeerClient::push(self, to, changes))
     }
 

@@ -27,7 +27,7 @@ const AGENTS: usize = 10;
 /// Writes per second over all agents.
 const RATE: u32 = 1000;
 /// How long the load runs.
-const LOAD: Duration = Duration::from_secs(10);
+const LOAD: Duration = Duration::from_secs(20);
 /// Keys the load overwrites.
 const KEYS: usize = 1000;
 /// The probes' keys: the agents' watches send these alone, not the load's changes.

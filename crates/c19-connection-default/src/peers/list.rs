@@ -45,6 +45,15 @@ impl PeerList {
         self.order_ring();
     }
 
+    /// The index in `targets` of the peer named `name`, if it is on the list.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        let at = self
+            .ring
+            .binary_search_by(|(entry, _)| entry.as_str().cmp(name))
+            .ok()?;
+        self.ring[at].1
+    }
+
     /// Places `itself` on the ring, unless it is already there.
     pub fn place_itself(&mut self, itself: Option<&Peer>, dial_port: u16) {
         if self.given_itself.as_ref() == itself {

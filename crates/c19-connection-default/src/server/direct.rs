@@ -3,6 +3,8 @@
 //! handlers, run in place. Refusals come back as the [`Error`]s the HTTP client would
 //! make of the handlers' answers.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use c19_serve::Side;
 
@@ -13,9 +15,10 @@ use crate::{
 };
 
 impl PeerServer {
-    /// Merges a pushed batch, as `PUT /` does.
+    /// Merges a pushed batch, as `PUT /` does, and says how long until this agent's next
+    /// round.
     #[cfg_attr(not(feature = "sim"), allow(dead_code))]
-    pub(crate) fn take_push(&self, body: &Bytes) -> Result<()> {
+    pub(crate) fn take_push(&self, body: &Bytes) -> Result<Option<Duration>> {
         let length = body.len();
         if length > self.body_limit {
             self.stats.refused(0);
@@ -24,7 +27,7 @@ impl PeerServer {
         match self.state.set(body) {
             Ok(_) => {
                 self.stats.push_received(length);
-                Ok(())
+                Ok(Some(self.cadence.wait()))
             }
             Err(refusal) => {
                 self.stats.refused(length);

@@ -84,7 +84,7 @@ impl MemoryTransport {
 }
 
 impl Transport for MemoryTransport {
-    fn push(&self, to: SocketAddr, changes: Bytes) -> BoxFuture<'_, Result<()>> {
+    fn push(&self, to: SocketAddr, changes: Bytes) -> BoxFuture<'_, Result<Option<Duration>>> {
         Box::pin(async move {
             let network = self.network.clone();
             self.call(to, self.push_timeout, Work::Push, move |server| {

@@ -73,6 +73,8 @@ pub(crate) struct TestServer {
     pub merges: Arc<tokio::sync::Semaphore>,
     /// The server's room for pushes waiting for a turn.
     pub backlog: Arc<tokio::sync::Semaphore>,
+    /// The next round its push answers announce.
+    pub cadence: Arc<crate::cadence::Cadence>,
 }
 
 impl Drop for TestServer {
@@ -102,6 +104,7 @@ pub(crate) async fn start_server_at(
     let node = NodeId::random();
     let merges = peer_server::merge_turns();
     let backlog = peer_server::backlog_room(body_limit);
+    let cadence = Arc::new(crate::cadence::Cadence::default());
     let server = Arc::new(PeerServer {
         state,
         node: node.clone(),
@@ -111,6 +114,7 @@ pub(crate) async fn start_server_at(
         max_message_bytes: body_limit,
         merges: merges.clone(),
         backlog: backlog.clone(),
+        cadence: cadence.clone(),
     });
     let stop = Shutdown::new();
     tokio::spawn(peer_server::serve(
@@ -127,6 +131,7 @@ pub(crate) async fn start_server_at(
         stop,
         merges,
         backlog,
+        cadence,
     }
 }
 
@@ -206,5 +211,6 @@ pub(crate) fn gossip<'a>(
             c19_core::Readiness::for_component("connection"),
         ),
         debts: Default::default(),
+        cadence: Default::default(),
     }
 }

@@ -344,3 +344,33 @@ async fn every_response_carries_the_agents_clock() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_push_answer_says_when_the_agents_next_round_goes() {
+    let (_, shared) = mem_state();
+    let server = start_server(shared, LIMIT, TIMEOUT).await;
+    let client = crate::client::PeerClient::new(
+        &crate::DefaultConnectionConfig::default().settings(4097),
+        crate::identity::NodeId::random(),
+    )
+    .unwrap();
+    let push = || {
+        client.push(
+            server.addr,
+            bytes::Bytes::from_static(br#"{"k":{"value":"v","ts":1}}"#),
+        )
+    };
+    assert_eq!(
+        push().await.unwrap(),
+        Some(Duration::ZERO),
+        "an agent that has not pushed forwards at once"
+    );
+    server
+        .cadence
+        .set(tokio::time::Instant::now() + Duration::from_millis(150));
+    let wait = push().await.unwrap().unwrap();
+    assert!(
+        Duration::from_millis(100) < wait && wait <= Duration::from_millis(150),
+        "{wait:?}"
+    );
+}
