@@ -9,7 +9,7 @@ use super::{
     client::{Api, base, batch_body},
     convergence::{PULL_MS, PUSH_MS, R0},
     error::{Error, Result},
-    machine::rss_bytes,
+    machine::{rss_bytes, rss_parts},
     report::{Figure, Target, Unit},
 };
 use crate::{ClusterBuilder, Node};
@@ -43,6 +43,7 @@ pub async fn run(binary: &std::path::Path) -> Result<Outcome> {
     let solo = Solo::start(binary).await?;
     tokio::time::sleep(SETTLE).await;
     let idle = rss(&solo.node)?;
+    let parts = solo.node.pid().and_then(rss_parts);
     let agent = base(solo.node.agent_port);
     api.load(&format!("{agent}/"), "small", "s", 0..SMALL_KEYS, 1_000)
         .await?;
@@ -58,6 +59,20 @@ pub async fn run(binary: &std::path::Path) -> Result<Outcome> {
         )
         .target(Target::at_most(12e6, "issue 15"))
         .note("0.1: about 7 MB; Serf documents 5-10 MB"),
+        Figure::new(
+            SCENARIO,
+            "idle RSS, anonymous part",
+            parts.map(|(anon, _)| anon as f64),
+            Unit::Bytes,
+        )
+        .note("heap, stacks, relocated data: what the agent itself allocated"),
+        Figure::new(
+            SCENARIO,
+            "idle RSS, file-backed part",
+            parts.map(|(_, file)| file as f64),
+            Unit::Bytes,
+        )
+        .note("pages of the binary and libc that start-up ran, mapped 64 KB at a time by the kernel; clean, shared by agents of one binary"),
         Figure::new(
             SCENARIO,
             "RSS holding 10,000 small keys",

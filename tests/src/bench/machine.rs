@@ -85,6 +85,15 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     status_kb(&status, "VmRSS:").map(|kb| kb * 1024)
 }
 
+/// The resident memory of process `pid` that is anonymous (heap, stacks, written copies)
+/// and that is file-backed (mostly the pages of its own binary), in bytes.
+pub fn rss_parts(pid: u32) -> Option<(u64, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let anon = status_kb(&status, "RssAnon:")?;
+    let file = status_kb(&status, "RssFile:")?;
+    Some((anon * 1024, file * 1024))
+}
+
 /// The CPU time process `pid` has used so far, user and system, in seconds (fields 14
 /// and 15 of `/proc/<pid>/stat`, in clock ticks).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -157,6 +166,9 @@ mod tests {
             rss > 100 * 1024,
             "a running test process holds more than 100 KB: {rss}"
         );
+        let (anon, file) = rss_parts(std::process::id()).unwrap();
+        assert!(anon > 0 && file > 0, "{anon} {file}");
+        assert!(anon + file <= rss + 1024 * 1024, "{anon} + {file} vs {rss}");
     }
 
     #[test]
